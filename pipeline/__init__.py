@@ -1,0 +1,1 @@
+"""DVC stages: one thin module per stage (read params, call sisgan, write outputs)."""

@@ -1,0 +1,78 @@
+"""What every stage shares: params.yaml loading, standard paths, one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from sisgan.config import Config, check_dataset
+from sisgan.errors import ConfigError, SisganError
+
+PARAMS_FILE = "params.yaml"
+# Top-level keys of params.yaml; anything else is a typo.
+TOP_LEVEL = ("dataset", "seed", "data", "synth", "text", "gan", "evaluate", "register", "tracking")
+
+C = TypeVar("C", bound=Config)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found; run the stage from the project root (where params.yaml is).")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML ({str(e).splitlines()[0]}); fix the syntax.") from None
+    unknown = sorted(set(params) - set(TOP_LEVEL))
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; valid keys are {list(TOP_LEVEL)}.")
+    params["dataset"] = check_dataset(params.get("dataset", "synth-birds"))
+    seed = params.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"{path}: seed = {seed!r} must be an integer.")
+    return params
+
+
+def section(params: dict[str, Any], cls: type[C]) -> C:
+    return cls.from_dict(params.get(cls.SECTION))
+
+
+def raw_dir(root: str | Path, dataset: str) -> Path:
+    return Path(root) / "raw" / dataset
+
+
+def shard_dir(root: str | Path, dataset: str) -> Path:
+    return Path(root) / "shards" / dataset
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def cli(fn: Callable[[], Any]) -> Callable[[], None]:
+    """Run a stage's main: user errors become one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper() -> None:
+        try:
+            fn()
+        except SisganError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper

@@ -1,0 +1,51 @@
+"""Stage `preprocess`: raw data -> Parquet shards + manifest.json in data/shards/<dataset>/."""
+
+from __future__ import annotations
+
+import os
+
+from tqdm import tqdm
+
+from pipeline.common import cli, load_params, raw_dir, section, shard_dir, write_json
+from sisgan.config import DataConfig
+from sisgan.data.shards import build_shards
+from sisgan.data.sources import source_items
+
+
+@cli
+def main() -> None:
+    params = load_params()
+    data = section(params, DataConfig)
+    dataset = params["dataset"]
+    items, extra = source_items(dataset, raw_dir(data.root, dataset), data)
+    workers = data.workers or os.cpu_count() or 1
+    out = shard_dir(data.root, dataset)
+    with tqdm(total=len(items), desc=f"preprocess {dataset}", unit="img") as bar:
+        manifest = build_shards(
+            items,
+            out,
+            dataset=dataset,
+            load_size=data.load_size,
+            image_format=data.image_format,
+            max_pixels=data.max_pixels,
+            shard_rows=data.shard_rows,
+            workers=workers,
+            extra_manifest=extra,
+            progress=bar.update,
+        )
+    counts = {split: s["rows"] for split, s in manifest["splits"].items()}
+    write_json(
+        "metrics/data.json",
+        {
+            "dataset": dataset,
+            **{f"{k}_images": v for k, v in counts.items()},
+            "rejected": len(manifest["rejected"]),
+        },
+    )
+    print(f"preprocess: {counts} rows, {len(manifest['rejected'])} rejected -> {out}")
+    for rej in manifest["rejected"][:10]:
+        print(f"  rejected {rej['image_id']}: {rej['reason']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Typed, frozen configs: one dataclass per params.yaml section.
+
+The library never reads YAML; `pipeline/` loads params.yaml and builds these with `from_dict`, which
+rejects unknown keys and wrong types with a message naming the section, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, Self, get_args, get_origin
+
+from sisgan.errors import ConfigError
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(section: str, key: str, value: Any, tp: Any) -> Any:
+    """Check `value` against annotation `tp`; returns the value (lists become tuples for tuple fields)."""
+    origin = get_origin(tp)
+    where = f"params.yaml: {section}.{key}"
+    if origin in (typing.Union, types.UnionType):
+        opts = get_args(tp)
+        if value is None and type(None) in opts:
+            return None
+        errors = []
+        for opt in opts:
+            if opt is type(None):
+                continue
+            try:
+                return _coerce(section, key, value, opt)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where} = {value!r} is not a valid {' or '.join(map(_type_name, opts))}.")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where} = {value!r}; choose one of {list(get_args(tp))}.")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list, got {value!r}.")
+        (item_tp, *_rest) = get_args(tp)
+        return tuple(_coerce(section, key, v, item_tp) for v in value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}.")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}.")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}.")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}.")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}.")
+        return value
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base for section configs: strict construction from a mapping and a plain-dict view."""
+
+    SECTION: ClassVar[str] = "?"
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> Self:
+        values = dict(values or {})
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"params.yaml: unknown key(s) {unknown} in section '{cls.SECTION}'; valid keys are {names}."
+            )
+        kwargs = {k: _coerce(cls.SECTION, k, v, hints[k]) for k, v in values.items()}
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def _require(self, ok: bool, key: str, message: str) -> None:
+        if not ok:
+            value = getattr(self, key)
+            raise ConfigError(f"params.yaml: {self.SECTION}.{key} = {value!r}: {message}")
+
+
+DATASETS = ("synth-birds", "cub", "flowers")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(Config):
+    """`data:` — where raw data and shards live and how images are stored."""
+
+    SECTION: ClassVar[str] = "data"
+    root: str = "data"
+    archives: str | None = None  # a folder with already-downloaded archives (the offline path)
+    load_size: int = 74  # stored square size; training crops image_size out of it
+    image_format: Literal["raw", "png"] = "raw"
+    shard_rows: int = 1024
+    max_pixels: int = 50_000_000  # larger images are rejected (decompression bombs, corrupt headers)
+    workers: int = 0  # processes for preprocessing; 0 = one per core
+    verify_counts: bool = True  # check the published split sizes when the full real archives are used
+
+    def __post_init__(self) -> None:
+        self._require(self.load_size >= 16, "load_size", "must be at least 16 pixels.")
+        self._require(self.shard_rows >= 1, "shard_rows", "must be at least 1.")
+        self._require(self.max_pixels >= 256, "max_pixels", "must be at least 256.")
+        self._require(self.workers >= 0, "workers", "must be 0 (all cores) or a positive count.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig(Config):
+    """`synth:` — the embedded procedural dataset (synth-birds)."""
+
+    SECTION: ClassVar[str] = "synth"
+    n_images: int = 4000
+    n_classes: int = 100
+    test_classes: int = 20
+    captions_per_image: int = 10
+    min_named: int = 2  # each caption names between min_named and max_named attributes
+    max_named: int = 4
+
+    def __post_init__(self) -> None:
+        self._require(self.n_images >= 2, "n_images", "must be at least 2.")
+        self._require(self.n_classes >= 2, "n_classes", "must be at least 2 (train and test classes).")
+        self._require(
+            0 < self.test_classes < self.n_classes,
+            "test_classes",
+            f"must be between 1 and n_classes - 1 = {self.n_classes - 1}.",
+        )
+        self._require(self.captions_per_image >= 1, "captions_per_image", "must be at least 1.")
+        self._require(1 <= self.min_named <= 4, "min_named", "must be between 1 and 4.")
+        self._require(self.min_named <= self.max_named <= 4, "max_named", "must be between min_named and 4.")
+
+
+def check_dataset(name: object) -> str:
+    if name not in DATASETS:
+        raise ConfigError(f"params.yaml: dataset = {name!r} is unknown; choose one of {list(DATASETS)}.")
+    return str(name)

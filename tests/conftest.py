@@ -1,0 +1,122 @@
+"""Shared fixtures: tiny configs so every test runs in seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tests never phone home and never touch the user's tracking state.
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def tiny_synth_cfg():
+    from sisgan.config import SynthConfig
+
+    return SynthConfig(n_images=40, n_classes=10, test_classes=3, captions_per_image=4)
+
+
+@pytest.fixture
+def synth_items(tiny_synth_cfg):
+    """SourceItems of a tiny synth-birds (what preprocess reads after download)."""
+    from sisgan.data import synth
+    from sisgan.data.shards import SourceItem
+
+    return [
+        SourceItem(
+            image_id=r.image_id,
+            class_id=r.class_id,
+            class_name=r.class_name,
+            split=r.split,
+            captions=r.captions,
+            scene=r.scene.to_record(),
+            caption_attrs=r.caption_attrs,
+        )
+        for r in synth.generate(tiny_synth_cfg, seed=3)
+    ]
+
+
+# Section: a throw-away copy of the project for stage and DVC tests.
+
+TINY_PARAMS: dict = {
+    "synth": {"n_images": 48, "n_classes": 8, "test_classes": 2, "captions_per_image": 4},
+    "data": {"load_size": 20, "shard_rows": 16, "workers": 1},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base.get(k) or {}, v) if isinstance(v, dict) else v
+    return out
+
+
+def stage_env() -> dict[str, str]:
+    """Environment for stage subprocesses: the test interpreter's bin first on PATH."""
+    import sys
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the project's code and pipeline files in tmp_path with tiny params; returns a helper."""
+    import shutil
+
+    import yaml
+
+    dest = tmp_path / "proj"
+    dest.mkdir()
+    for name in ("sisgan", "pipeline", "flows"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, dest / name)
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+    class Project:
+        root = dest
+
+        def set_params(self, overrides: dict | None = None) -> dict:
+            params = _merge(_merge(base, TINY_PARAMS), overrides or {})
+            (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            return params
+
+        def run(self, *args: str, check: bool = True):
+            import subprocess
+
+            proc = subprocess.run(
+                args, cwd=dest, env=stage_env(), capture_output=True, text=True, timeout=900
+            )
+            if check and proc.returncode != 0:
+                raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            return proc
+
+        def stage(self, name: str, check: bool = True):
+            import sys
+
+            return self.run(sys.executable, "-m", f"pipeline.{name}", check=check)
+
+    p = Project()
+    p.set_params()
+    return p
