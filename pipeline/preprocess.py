@@ -18,6 +18,8 @@ def main() -> None:
     data = section(params, DataConfig)
     dataset = params["dataset"]
     items, extra = source_items(dataset, raw_dir(data.root, dataset), data)
+    if "split_check" in extra:
+        print(f"{dataset}: split sizes {extra['split_check']}")
     workers = data.workers or os.cpu_count() or 1
     out = shard_dir(data.root, dataset)
     with tqdm(total=len(items), desc=f"preprocess {dataset}", unit="img") as bar:
