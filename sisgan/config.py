@@ -128,8 +128,8 @@ class SynthConfig(Config):
 
     SECTION: ClassVar[str] = "synth"
     n_images: int = 4000
-    n_classes: int = 100
-    test_classes: int = 20
+    n_classes: int = 200
+    test_classes: int = 50
     captions_per_image: int = 10
     min_named: int = 2  # each caption names between min_named and max_named attributes
     max_named: int = 4
@@ -151,3 +151,67 @@ def check_dataset(name: object) -> str:
     if name not in DATASETS:
         raise ConfigError(f"params.yaml: dataset = {name!r} is unknown; choose one of {list(DATASETS)}.")
     return str(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig(Config):
+    """`text:` — tokenizer, text encoder φ(t) and its visual-semantic pretraining."""
+
+    SECTION: ClassVar[str] = "text"
+    max_words: int = 50
+    min_count: int = 1  # words rarer than this in the training captions become <unk>
+    embed_dim: int = 300
+    hidden_dim: int = 300  # = the dimension of φ(t)
+    word_vectors: str | None = None  # local fastText/GloVe .vec file to initialise the embeddings
+    image_encoder: Literal["cnn", "vgg16"] = "cnn"
+    cnn_width: int = 32
+    vgg_weights: str | None = None  # local torchvision vgg16 ImageNet state_dict (image_encoder: vgg16)
+    image_size: int = 64  # crop size fed to the image encoder
+    margin: float = 0.2
+    lr: float = 2e-4
+    batch_size: int = 64
+    epochs: int = 20
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        self._require(self.max_words >= 1, "max_words", "must be at least 1.")
+        self._require(self.min_count >= 1, "min_count", "must be at least 1.")
+        self._require(self.embed_dim >= 1, "embed_dim", "must be positive.")
+        self._require(self.hidden_dim >= 1, "hidden_dim", "must be positive.")
+        self._require(self.cnn_width >= 1, "cnn_width", "must be positive.")
+        self._require(self.image_size >= 16, "image_size", "must be at least 16.")
+        self._require(self.margin > 0, "margin", "must be positive.")
+        self._require(self.lr > 0, "lr", "must be positive.")
+        self._require(self.batch_size >= 2, "batch_size", "must be at least 2 (the loss needs negatives).")
+        self._require(self.epochs >= 1, "epochs", "must be at least 1.")
+        check_device(self.device, f"{self.SECTION}.device")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingConfig(Config):
+    """`tracking:` — MLflow."""
+
+    SECTION: ClassVar[str] = "tracking"
+    enabled: bool = True
+    experiment: str | None = None  # default: sisgan-<dataset>
+
+
+def check_device(device: str, where: str) -> str:
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+        raise ConfigError(f"params.yaml: {where} = {device!r}; use auto, cpu, cuda or cuda:N.")
+    return device
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; an explicit 'cuda' without one is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {device!r} was asked for but no CUDA GPU is visible; use device: auto or cpu."
+        )
+    return device

@@ -59,6 +59,14 @@ def synth_items(tiny_synth_cfg):
 TINY_PARAMS: dict = {
     "synth": {"n_images": 48, "n_classes": 8, "test_classes": 2, "captions_per_image": 4},
     "data": {"load_size": 20, "shard_rows": 16, "workers": 1},
+    "text": {
+        "epochs": 1,
+        "image_size": 16,
+        "cnn_width": 8,
+        "batch_size": 8,
+        "embed_dim": 16,
+        "hidden_dim": 16,
+    },
 }
 
 

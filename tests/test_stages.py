@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from sisgan.data.shards import load_split
@@ -64,3 +65,36 @@ def test_dvc_repro_twice_second_is_a_noop(project):
     project.set_params({"data": {"load_size": 24}})
     third = project.run(*dvc, "repro")
     assert "Running stage 'preprocess'" in third.stdout and "Running stage 'download'" not in third.stdout
+
+
+@pytest.mark.slow
+def test_pretrain_text_stage_outputs_and_mlflow_run(project):
+    for stage in ("download", "preprocess", "pretrain_text"):
+        project.stage(stage)
+    root = project.root
+    metrics = json.loads((root / "metrics/text.json").read_text())
+    for key in ("t2i_r1", "i2t_r1", "t2i_r5", "t2i_r10", "chance_r1", "vocab_size", "t2i_r1_over_chance"):
+        assert key in metrics, key
+    assert metrics["chance_r1"] == pytest.approx(1 / metrics["test_images"])
+    assert (root / "models/text/weights.pt").is_file() and (root / "models/text/vocab.json").is_file()
+    assert (root / "plots/pretrain_text.png").stat().st_size > 1000
+    assert (root / "plots/pretrain_text.csv").read_text().startswith("epoch,loss,")
+
+    from sisgan.text.model import TextModel, load_features
+
+    test = load_split(root / "data/shards/synth-birds", "test")
+    feats, counts = load_features(root / "data/features/synth-birds/test.npz", test.image_ids)
+    assert feats.shape[:2] == (len(test), 4) and (counts == 4).all()
+    model = TextModel.load(root / "models/text")
+    expected = model.encode_texts([test.captions[0][2]])[0].numpy()
+    np.testing.assert_allclose(feats[0, 2], expected, rtol=1e-5, atol=1e-6)
+
+    run = json.loads((root / "runs/pretrain_text.json").read_text())
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=run["tracking_uri"])
+    logged = client.get_run(run["run_id"])
+    assert logged.data.params["text.epochs"] == "1"
+    assert "t2i_r1" in logged.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run["run_id"], "text_encoder")}
+    assert "text_encoder/weights.pt" in artifacts
