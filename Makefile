@@ -16,7 +16,7 @@ export PYTHONUNBUFFERED := 1
 # Stage commands (`python -m pipeline.x`) must run on the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test test-fast lint format lock mlflow-ui clean
+.PHONY: setup repro test test-fast lint format lock mlflow-ui clean prefect-up prefect-down
 
 setup: $(STAMP)
 
@@ -55,3 +55,14 @@ mlflow-ui: setup
 
 clean:
 	rm -rf .pytest_cache .ruff_cache
+
+# A local Prefect server on 127.0.0.1:$(PREFECT_PORT) and one process worker per work pool (cpu, gpu), with
+# the server's database in $(PREFECT_HOME); PIDs and logs in .prefect-run/. Then deploy: docs/prefect.md.
+PREFECT_PORT ?= 4200
+
+prefect-up: setup
+	$(PY) -m flows.local_stack up --port $(PREFECT_PORT) --run-dir .prefect-run
+
+# Stops exactly the processes prefect-up recorded (SIGTERM by PID, then SIGKILL).
+prefect-down:
+	$(PY) -m flows.local_stack down --run-dir .prefect-run

@@ -22,7 +22,7 @@ TOP_LEVEL = ("dataset", "seed", "data", "synth", "text", "gan", "evaluate", "reg
 C = TypeVar("C", bound=Config)
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+def read_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} not found; run the stage from the project root (where params.yaml is).")
@@ -30,14 +30,25 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
         params = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML ({str(e).splitlines()[0]}); fix the syntax.") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path} must be a mapping of sections (dataset, data, ...).")
+    return params
+
+
+def validate_params(params: dict[str, Any], source: str = PARAMS_FILE) -> dict[str, Any]:
+    """Top-level checks; sections are checked by their Config classes when built."""
     unknown = sorted(set(params) - set(TOP_LEVEL))
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; valid keys are {list(TOP_LEVEL)}.")
+        raise ConfigError(f"{source}: unknown top-level key(s) {unknown}; valid keys are {list(TOP_LEVEL)}.")
     params["dataset"] = check_dataset(params.get("dataset", "synth-birds"))
     seed = params.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"{path}: seed = {seed!r} must be an integer.")
+        raise ConfigError(f"{source}: seed = {seed!r} must be an integer.")
     return params
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    return validate_params(read_params(path), str(path))
 
 
 def section(params: dict[str, Any], cls: type[C]) -> C:
@@ -61,8 +72,42 @@ def write_json(path: str | Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def set_path(params: dict[str, Any], dotted: str, value: Any) -> None:
+    """params['gan']['width'] = value for dotted = 'gan.width' (creating sections as needed)."""
+    *parents, key = dotted.split(".")
+    node = params
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{p}' is not a section of params.yaml.")
+    node[key] = value
+
+
+def stage_params(description: str, argv: list[str] | None = None) -> dict[str, Any]:
+    """params.yaml (or --params FILE) with --set key=value overrides applied (values parsed as YAML).
+
+    `python -m pipeline.train_gan --set gan.width=1.0 --set gan.epochs=600` runs the same stage
+    without DVC, e.g. on a GPU machine.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: params.yaml)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, repeatable"
+    )
+    args = parser.parse_args(argv)
+    params = read_params(args.params)
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set gan.epochs=10.")
+        key, value = item.split("=", 1)
+        set_path(params, key.strip(), yaml.safe_load(value))
+    return validate_params(params, args.params)
+
+
 def cli(fn: Callable[[], Any]) -> Callable[[], None]:
-    """Run a stage's main: user errors become one line on stderr and exit code 2."""
+    """Run a stage's main: user errors become one line on stderr and exit code 2 (130 if interrupted)."""
 
     @functools.wraps(fn)
     def wrapper() -> None:
@@ -70,7 +115,7 @@ def cli(fn: Callable[[], Any]) -> Callable[[], None]:
             fn()
         except SisganError as e:
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(130 if type(e).__name__ == "Interrupted" else 2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)

@@ -12,6 +12,16 @@ from sisgan.data.shards import build_shards
 from sisgan.data.sources import source_items
 
 
+def data_metrics(dataset: str, manifest: dict) -> dict:
+    """metrics/data.json: image counts per split and the number of rejected inputs."""
+    counts = {split: s["rows"] for split, s in manifest["splits"].items()}
+    return {
+        "dataset": dataset,
+        **{f"{k}_images": v for k, v in counts.items()},
+        "rejected": len(manifest["rejected"]),
+    }
+
+
 @cli
 def main() -> None:
     params = load_params()
@@ -36,14 +46,7 @@ def main() -> None:
             progress=bar.update,
         )
     counts = {split: s["rows"] for split, s in manifest["splits"].items()}
-    write_json(
-        "metrics/data.json",
-        {
-            "dataset": dataset,
-            **{f"{k}_images": v for k, v in counts.items()},
-            "rejected": len(manifest["rejected"]),
-        },
-    )
+    write_json("metrics/data.json", data_metrics(dataset, manifest))
     print(f"preprocess: {counts} rows, {len(manifest['rejected'])} rejected -> {out}")
     for rej in manifest["rejected"][:10]:
         print(f"  rejected {rej['image_id']}: {rej['reason']}")

@@ -215,3 +215,103 @@ def resolve_device(device: str) -> str:
             f"device {device!r} was asked for but no CUDA GPU is visible; use device: auto or cpu."
         )
     return device
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig(Config):
+    """`gan:` — the SISGAN generator/discriminator, the recipe and the speed switches."""
+
+    SECTION: ClassVar[str] = "gan"
+    # Model.
+    image_size: int = 64  # multiple of 16; random crops of this size from data.load_size
+    width: float = 1.0  # channel multiplier; 1.0 = the paper's layer shapes
+    encoder: Literal["conv", "vgg16bn"] = "conv"
+    vgg_weights: str | None = None  # local torchvision vgg16_bn ImageNet state_dict (encoder: vgg16bn)
+    # Recipe (the paper's defaults).
+    batch_size: int = 64  # global batch; divided among processes under torchrun
+    epochs: int = 600
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_decay: float = 0.5
+    lr_decay_every: int = 100  # epochs
+    kl_weight: float = 1.0
+    flip: bool = True
+    # Improvements over the paper (off in the paper profile).
+    recon_weight: float = 0.0  # L1 reconstruction on the matching-text half of the batch (TAGAN-style)
+    # Speed (same maths).
+    share_fake: bool = True  # one G forward serves the D and G steps (the reference runs G twice)
+    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the networks
+    # Bookkeeping.
+    checkpoint_every: int = 1  # epochs
+    sample_every: int = 1  # epochs; the sample grid
+    samples: int = 8  # source images in the sample grid
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self._require(
+            self.image_size >= 16 and self.image_size % 16 == 0,
+            "image_size",
+            "must be a multiple of 16 (16, 32, 48, 64, ...).",
+        )
+        self._require(self.width > 0, "width", "must be positive (1.0 = the paper's channels).")
+        self._require(
+            self.batch_size >= 2, "batch_size", "must be at least 2 (mismatching text needs a pair)."
+        )
+        self._require(self.epochs >= 1, "epochs", "must be at least 1.")
+        self._require(self.lr > 0, "lr", "must be positive.")
+        self._require(0 <= self.beta1 < 1, "beta1", "must be in [0, 1).")
+        self._require(0 <= self.beta2 < 1, "beta2", "must be in [0, 1).")
+        self._require(0 < self.lr_decay <= 1, "lr_decay", "must be in (0, 1].")
+        self._require(self.lr_decay_every >= 1, "lr_decay_every", "must be at least 1 epoch.")
+        self._require(self.kl_weight >= 0, "kl_weight", "must be >= 0.")
+        self._require(self.recon_weight >= 0, "recon_weight", "must be >= 0.")
+        self._require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1 epoch.")
+        self._require(self.sample_every >= 1, "sample_every", "must be at least 1 epoch.")
+        self._require(self.samples >= 1, "samples", "must be at least 1.")
+        check_device(self.device, f"{self.SECTION}.device")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(Config):
+    """`evaluate:` — manipulation metrics on the test split (unseen classes)."""
+
+    SECTION: ClassVar[str] = "evaluate"
+    pairs_per_image: int = 2  # target captions (of other test images) per source image
+    max_images: int = 0  # 0 = the whole test split
+    metrics: tuple[str, ...] = ("counterfactual", "manipulative_precision", "retrieval", "fid")
+    inception_weights: str | None = None  # local torchvision inception_v3 weights; FID is skipped without
+    grid_rows: int = 8
+    batch_size: int = 128
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self._require(self.pairs_per_image >= 1, "pairs_per_image", "must be at least 1.")
+        self._require(self.max_images >= 0, "max_images", "must be 0 (all) or a positive count.")
+        self._require(self.grid_rows >= 1, "grid_rows", "must be at least 1.")
+        self._require(self.batch_size >= 1, "batch_size", "must be at least 1.")
+        check_device(self.device, f"{self.SECTION}.device")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisterConfig(Config):
+    """`register:` — the MLflow registry entry of the trained model and when `champion` moves."""
+
+    SECTION: ClassVar[str] = "register"
+    model_name: str | None = None  # default: sisgan-<dataset>
+    # A new version takes `champion` only when its primary metric beats the champion's by more than this
+    # (in the metric's own units), so evaluation noise does not flip the alias back and forth.
+    min_delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        import re
+
+        if self.model_name is not None:
+            self._require(
+                re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.model_name) is not None,
+                "model_name",
+                "use letters, digits, '.', '_' and '-' (it becomes models:/<name>@champion).",
+            )
+        self._require(self.min_delta >= 0, "min_delta", "must be >= 0.")

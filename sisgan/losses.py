@@ -20,3 +20,74 @@ def pairwise_ranking_loss(images: torch.Tensor, texts: torch.Tensor, margin: flo
     cost_text = (margin - pos[:, None] + scores).clamp(min=0) * off  # image i vs wrong texts
     cost_image = (margin - pos[None, :] + scores).clamp(min=0) * off  # text j vs wrong images
     return (cost_text.sum() + cost_image.sum()) / scores.shape[0]
+
+
+# Section: SISGAN.
+
+
+def mismatched_and_relevant(text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """From matching φ(t) [B, T]: mismatching t̂ (another image's caption: roll by one) and "relevant" t̄
+    (first half mismatching, second half matching), as the reference implementation builds them."""
+    half = text.shape[0] // 2
+    mismatch = text.roll(1, dims=0)
+    relevant = torch.cat([text[:half].roll(-1, dims=0), text[half:]])
+    return mismatch, relevant
+
+
+def kl_divergence(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) || N(0, 1)), averaged over batch and dimensions (the reference's normalisation)."""
+    return torch.mean(-log_sigma + 0.5 * (torch.exp(2 * log_sigma) + mu.pow(2) - 1))
+
+
+class DiscriminatorStep(torch.nn.Module):
+    """The D step's three scores in one forward call (so DistributedDataParallel sees one forward):
+    (real, matching), (real, mismatching) and (fake, relevant) logits, each [B].
+
+    The two real pairs share one encoding of the real images: with batch-norm in training mode the
+    encoder sees the same batch either way, so this equals two full passes.
+    """
+
+    def __init__(self, discriminator: torch.nn.Module) -> None:
+        super().__init__()
+        self.d = discriminator
+
+    def forward(self, real, fake, text, mismatch, relevant):  # noqa: ANN001, ANN201
+        feats = self.d.encode(real)
+        return self.d.score(feats, text), self.d.score(feats, mismatch), self.d(fake, relevant)
+
+
+class SisganLoss:
+    """Owns the GAN maths; the training loop only steps the phases.
+
+    D = BCE(D(x, t), 1) + ½ BCE(D(x, t̂), 0) + ½ BCE(D(G(x, t̄), t̄), 0)
+    G = BCE(D(G(x, t̄), t̄), 1) + λ_KL · KL  (+ λ_rec · L1 on the matching half, off in the paper profile)
+    """
+
+    def __init__(self, kl_weight: float = 1.0, recon_weight: float = 0.0) -> None:
+        self.kl_weight, self.recon_weight = kl_weight, recon_weight
+
+    def d_loss(self, d_step: torch.nn.Module, real, fake, text, mismatch, relevant):  # noqa: ANN001, ANN201
+        """-> (loss, {d_real, d_mismatch, d_fake}); fake must already be detached."""
+        real_logit, mis_logit, fake_logit = d_step(real, fake, text, mismatch, relevant)
+        d_real = F.binary_cross_entropy_with_logits(
+            real_logit.float(), torch.ones_like(real_logit, dtype=torch.float32)
+        )
+        d_mis = 0.5 * F.binary_cross_entropy_with_logits(
+            mis_logit.float(), torch.zeros_like(mis_logit, dtype=torch.float32)
+        )
+        d_fake = 0.5 * F.binary_cross_entropy_with_logits(
+            fake_logit.float(), torch.zeros_like(fake_logit, dtype=torch.float32)
+        )
+        return d_real + d_mis + d_fake, {"d_real": d_real, "d_mismatch": d_mis, "d_fake": d_fake}
+
+    def g_loss(self, discriminator: torch.nn.Module, real, fake, mu, log_sigma, relevant):  # noqa: ANN001, ANN201
+        """-> (loss, {g_adv, kl, recon})."""
+        logit = discriminator(fake, relevant)
+        g_adv = F.binary_cross_entropy_with_logits(logit.float(), torch.ones_like(logit, dtype=torch.float32))
+        kl = kl_divergence(mu.float(), log_sigma.float())
+        loss = g_adv + self.kl_weight * kl
+        half = real.shape[0] // 2
+        recon = (fake[half:].float() - real[half:].float()).abs().mean()  # matching text: output = input
+        if self.recon_weight:
+            loss = loss + self.recon_weight * recon
+        return loss, {"g_adv": g_adv, "kl": kl, "recon": recon.detach()}

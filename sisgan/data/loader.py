@@ -136,10 +136,15 @@ class DeviceLoader:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        yield from self.iterate(0)
+        self.epoch += 1
+
+    def iterate(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of the current epoch from batch `start` on (a resumed epoch skips what was done:
+        the skipped batches draw no randomness, so a restored generator continues exactly)."""
         order = self._local_indices(self.epoch).to(self.device)
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             batch = self.images.index_select(0, idx)
             batch = random_crop_flip(batch, self.crop, self.flip, self.generator)
             yield idx, to_unit_range(batch)
-        self.epoch += 1

@@ -25,7 +25,8 @@ from sisgan.text.tokenizer import Vocabulary
 class CaptionTable:
     """All captions of a split as padded token ids, for sampling one caption per image on the device.
 
-    tokens [M, L], lengths [M] (CPU, for packing), start/count [N]: image i owns rows start[i]:start[i]+count[i].
+    tokens [M, L], lengths [M] (CPU, for packing), start/count [N]:
+    image i owns rows start[i] : start[i] + count[i].
     """
 
     tokens: torch.Tensor

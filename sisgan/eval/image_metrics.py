@@ -1,0 +1,54 @@
+"""Pixel metrics on uint8 images [N, H, W, 3]: PSNR, SSIM, L1 (in [0, 1] units)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+PSNR_CAP = 100.0  # identical images have infinite PSNR; JSON has no inf, so it is capped here
+
+
+def _float(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)).float().div(255.0).permute(0, 3, 1, 2)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-image PSNR [N] in dB (over mask [N, H, W] when given), capped at PSNR_CAP."""
+    diff = (a.astype(np.float64) - b.astype(np.float64)) / 255.0
+    sq = (diff**2).mean(axis=-1)  # [N, H, W]
+    if mask is None:
+        mse = sq.reshape(len(sq), -1).mean(axis=1)
+    else:
+        m = mask.reshape(len(mask), -1).astype(np.float64)
+        mse = (sq.reshape(len(sq), -1) * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1)
+    with np.errstate(divide="ignore"):
+        out = 10 * np.log10(1.0 / mse)
+    return np.minimum(out, PSNR_CAP)
+
+
+def l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image mean absolute difference [N] in [0, 1] units."""
+    return np.abs(a.astype(np.float64) - b.astype(np.float64)).reshape(len(a), -1).mean(axis=1) / 255.0
+
+
+def ssim(a: np.ndarray, b: np.ndarray, window: int = 7, sigma: float = 1.5) -> np.ndarray:
+    """Per-image SSIM [N] (Wang et al. 2004, Gaussian window, mean over channels and valid positions).
+
+    A 7-pixel window (not the usual 11) because the images are 32-64 pixels wide.
+    """
+    x, y = _float(a).double(), _float(b).double()
+    g = torch.exp(-((torch.arange(window, dtype=torch.float64) - window // 2) ** 2) / (2 * sigma**2))
+    g = (g / g.sum())[:, None] * (g / g.sum())[None, :]
+    kernel = g.expand(3, 1, window, window)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, kernel, groups=3)
+
+    mu_x, mu_y = blur(x), blur(y)
+    sxx = blur(x * x) - mu_x**2
+    syy = blur(y * y) - mu_y**2
+    sxy = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return s.mean(dim=(1, 2, 3)).numpy()

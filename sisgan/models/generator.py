@@ -1,0 +1,138 @@
+"""The SISGAN generator: encode the source image, fuse a text condition, decode the edited image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sisgan.errors import ConfigError
+from sisgan.models.blocks import ResidualBlock, ch, init_weights, tile
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ConvEncoder(nn.Module):
+    """Trainable encoder: [B, 3, S, S] in [-1, 1] -> [B, 512w, S/4, S/4]."""
+
+    def __init__(self, width: float) -> None:
+        super().__init__()
+        c1, c2, c3 = ch(128, width), ch(256, width), ch(512, width)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, c1, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c2, c3, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(c3),
+            nn.ReLU(inplace=True),
+        )
+        self.out_channels = c3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class VGGEncoder(nn.Module):
+    """Frozen ImageNet VGG16-BN up to conv4_3 at stride 4: [B, 3, S, S] -> [B, 512, S/4, S/4].
+
+    The third max-pool is dropped and conv4_1..conv4_3 are dilated by 2 to keep their receptive field.
+    The reference implementation set the dilation on indices 24/27/30, which in VGG16-BN are BatchNorm
+    layers (so nothing was dilated); here the dilation is put on the conv layers themselves.
+    """
+
+    def __init__(self, weights: str | Path | None) -> None:
+        super().__init__()
+        from torchvision.models import vgg16_bn
+
+        from sisgan.text.image_encoder import load_local_weights
+
+        vgg = vgg16_bn()
+        if weights is not None:
+            vgg.load_state_dict(load_local_weights(weights, "gan.vgg_weights", "vgg16_bn-6c64b313.pth"))
+        layers = list(vgg.features.children())[:33]  # up to relu4_3; index 23 is the third max-pool
+        del layers[23]
+        for conv in [m for m in layers[23:] if isinstance(m, nn.Conv2d)]:
+            conv.dilation, conv.padding = (2, 2), (2, 2)
+        self.net = nn.Sequential(*layers)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.out_channels = 512
+
+    def train(self, mode: bool = True) -> VGGEncoder:
+        super().train(mode)
+        self.net.eval()  # frozen: BN uses ImageNet statistics
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(((x + 1) / 2 - self.mean) / self.std)
+
+
+class ConditioningAugmentation(nn.Module):
+    """φ(t) [B, T] -> c [B, C], μ [B, C], log σ [B, C] with c = μ + σ·ε (StackGAN's trick)."""
+
+    def __init__(self, text_dim: int, cond_dim: int) -> None:
+        super().__init__()
+        self.mu = nn.Sequential(nn.Linear(text_dim, cond_dim, bias=False), nn.LeakyReLU(0.2, inplace=True))
+        self.log_sigma = nn.Sequential(nn.Linear(text_dim, cond_dim, bias=False), nn.LeakyReLU(0.2, inplace=True))
+
+    def forward(self, text: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, log_sigma = self.mu(text), self.log_sigma(text)
+        return mu + log_sigma.exp() * noise, mu, log_sigma
+
+
+class Generator(nn.Module):
+    """(image [B, 3, S, S] in [-1, 1], φ(t) [B, T], noise [B, C]) -> (image [B, 3, S, S], μ, log σ)."""
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        text_dim: int = 300,
+        width: float = 1.0,
+        encoder: str = "conv",
+        vgg_weights: str | None = None,
+        load_vgg: bool = True,
+    ) -> None:
+        super().__init__()
+        if image_size % 16 or image_size < 16:
+            raise ConfigError(f"gan.image_size = {image_size} must be a multiple of 16 (16, 32, 48, 64, ...).")
+        self.image_size, self.text_dim, self.width = image_size, text_dim, width
+        if encoder == "conv":
+            self.encoder: nn.Module = ConvEncoder(width)
+        elif encoder == "vgg16bn":
+            self.encoder = VGGEncoder((vgg_weights or "") if load_vgg else None)
+        else:
+            raise ConfigError(f"gan.encoder = {encoder!r} is unknown; choose 'conv' or 'vgg16bn'.")
+        feat, c = self.encoder.out_channels, ch(512, width)
+        self.cond_dim = ch(128, width)
+        self.ca = ConditioningAugmentation(text_dim, self.cond_dim)
+        self.fuse = nn.Sequential(nn.Conv2d(feat + self.cond_dim, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        self.residual = nn.Sequential(*[ResidualBlock(c) for _ in range(4)])
+        c2, c3 = ch(256, width), ch(128, width)
+        self.decoder = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(c, c2, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(inplace=True),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(c2, c3, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c3),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c3, 3, 3, padding=1),
+            nn.Tanh(),
+        )
+        self.apply(init_weights)
+
+    def forward(
+        self, image: torch.Tensor, text: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feat = self.encoder(image)  # [B, 512w, S/4, S/4]
+        cond, mu, log_sigma = self.ca(text, noise)  # [B, C]
+        x = self.fuse(torch.cat([feat, tile(cond, feat.shape[-1]).to(feat.dtype)], dim=1))
+        x = self.residual(x)  # [B, 512w, S/4, S/4]
+        return self.decoder(x), mu, log_sigma  # [B, 3, S, S]

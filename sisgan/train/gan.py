@@ -1,0 +1,382 @@
+"""SISGAN training loop: phases (D step, G step), epochs, checkpoints, resume, several processes.
+
+The maths lives in `sisgan.losses.SisganLoss`; this module moves data, steps optimizers, keeps time,
+and writes checkpoints. Caption features come from the cache written by `pretrain_text` (the text
+encoder is frozen during GAN training, so its output per caption never changes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sisgan.config import GANConfig
+from sisgan.data.loader import DeviceLoader, center_crop, to_unit_range
+from sisgan.errors import ConfigError, SisganError
+from sisgan.losses import DiscriminatorStep, SisganLoss, mismatched_and_relevant
+from sisgan.models import Discriminator, Generator
+from sisgan.train import checkpoint
+from sisgan.train.distributed import DistInfo, all_reduce_mean
+
+LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon")
+# Parameters that may change between a checkpoint and a resumed run (training simply continues).
+RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "sample_every", "samples", "device", "compile"}
+
+
+class NonFiniteLoss(SisganError):
+    """A loss became NaN/inf; training stops and the last good checkpoint is kept."""
+
+
+class Interrupted(SisganError):
+    """SIGTERM/SIGINT arrived; a checkpoint at the current step was written."""
+
+
+@dataclasses.dataclass
+class GanData:
+    """What training needs, all aligned by row.
+
+    images [N, S, S, 3] uint8 (train split), features [N, C, T] float32 cached φ(t), counts [N] captions
+    per image; sample_* are the fixed grid: sources [K, S, S, 3] and target φ(t) [M, T] with captions.
+    """
+
+    images: np.ndarray
+    features: np.ndarray
+    counts: np.ndarray
+    sample_images: np.ndarray
+    sample_features: np.ndarray
+    sample_captions: list[str]
+
+
+def build_models(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> tuple[Generator, Discriminator]:
+    g = Generator(cfg.image_size, text_dim, cfg.width, cfg.encoder, cfg.vgg_weights, load_vgg=load_vgg)
+    d = Discriminator(cfg.image_size, text_dim, cfg.width)
+    return g, d
+
+
+def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
+    size = data.images.shape[1]
+    if cfg.image_size > size:
+        raise ConfigError(
+            f"params.yaml: gan.image_size = {cfg.image_size} is larger than the stored images ({size}); "
+            "lower it or raise data.load_size."
+        )
+    if cfg.batch_size % info.world_size:
+        raise ConfigError(
+            f"params.yaml: gan.batch_size = {cfg.batch_size} must divide evenly among "
+            f"{info.world_size} processes."
+        )
+    if len(data.images) != len(data.features):
+        raise ConfigError("cached caption features do not match the shards; rerun `dvc repro pretrain_text`.")
+
+
+class Trainer:
+    """One process's share of SISGAN training (DistributedDataParallel when world_size > 1)."""
+
+    def __init__(
+        self,
+        cfg: GANConfig,
+        data: GanData,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        dist: DistInfo | None = None,
+    ) -> None:
+        self.cfg, self.data, self.seed = cfg, data, seed
+        self.dist = dist or DistInfo()
+        _check(cfg, data, self.dist)
+        self.device = torch.device(device)
+        cuda = self.device.type == "cuda"
+        self.autocast = cuda and cfg.bf16
+        self.memory_format = torch.channels_last if (cuda and cfg.channels_last) else torch.contiguous_format
+
+        torch.manual_seed(seed)  # identical initial weights on every rank
+        self.g, self.d = build_models(cfg, data.features.shape[-1])
+        self.g.to(self.device, memory_format=self.memory_format)
+        self.d.to(self.device, memory_format=self.memory_format)
+        self.d_step = DiscriminatorStep(self.d)
+        self.g_train: nn.Module = self.g
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if cuda else None
+            self.g_train = DDP(self.g, device_ids=ids)
+            self.d_step = DDP(self.d_step, device_ids=ids)
+        if cfg.compile:
+            self.g_train = torch.compile(self.g_train)
+            self.d_step = torch.compile(self.d_step)
+        self.loss = SisganLoss(cfg.kl_weight, cfg.recon_weight)
+
+        betas = (cfg.beta1, cfg.beta2)
+        fused = {"fused": True} if cuda else {}
+        self.opt_g = torch.optim.Adam(
+            [p for p in self.g.parameters() if p.requires_grad], cfg.lr, betas, **fused
+        )
+        self.opt_d = torch.optim.Adam(self.d.parameters(), cfg.lr, betas, **fused)
+        self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, cfg.lr_decay_every, cfg.lr_decay)
+        self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, cfg.lr_decay_every, cfg.lr_decay)
+
+        self.loader = DeviceLoader(
+            data.images,
+            cfg.batch_size // self.dist.world_size,
+            cfg.image_size,
+            device=self.device,
+            flip=cfg.flip,
+            seed=seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        self.features = torch.from_numpy(data.features).to(self.device)  # [N, C, T]
+        self.counts = torch.from_numpy(data.counts).to(self.device)
+        self.noise_gen = torch.Generator(device=self.device)
+        self.noise_gen.manual_seed(seed * 104_729 + 17 + self.dist.rank)
+        self.epoch = 0  # completed epochs
+        self.batch = 0  # completed batches of the current epoch (non-zero only after an interrupt)
+        self.history: list[dict[str, Any]] = []
+        self.seen: list[torch.Tensor] = []  # image indices per step, kept only when record_indices is set
+        self.record_indices = False
+
+    # Section: one training step.
+
+    def _text(self, idx: torch.Tensor) -> torch.Tensor:
+        """One random cached caption feature per image: [B, T]."""
+        u = torch.rand(idx.shape[0], device=self.device, generator=self.noise_gen)
+        j = (u * self.counts[idx]).long()
+        return self.features[idx, j]
+
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.g.cond_dim, device=self.device, generator=self.noise_gen)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+
+    def train_step(self, real: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One D step and one G step. real [B, 3, S, S] in [-1, 1], text φ(t) [B, T]. No host sync."""
+        real = real.contiguous(memory_format=self.memory_format)
+        mismatch, relevant = mismatched_and_relevant(text)
+        with self._autocast():
+            if self.cfg.share_fake:
+                fake, mu, log_sigma = self.g_train(real, relevant, self._noise(len(real)))
+                fake_for_d = fake.detach()
+            else:
+                with torch.no_grad():
+                    fake_for_d = self.g_train(real, relevant, self._noise(len(real)))[0]
+            d_loss, d_stats = self.loss.d_loss(self.d_step, real, fake_for_d, text, mismatch, relevant)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+
+        # G step: D is only a critic here, its weights take no gradient (and no DDP all-reduce).
+        self.d.requires_grad_(False)
+        with self._autocast():
+            if not self.cfg.share_fake:
+                fake, mu, log_sigma = self.g_train(real, relevant, self._noise(len(real)))
+            g_loss, g_stats = self.loss.g_loss(self.d, real, fake, mu, log_sigma, relevant)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        self.d.requires_grad_(True)
+        return {
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            **{k: v.detach() for k, v in (d_stats | g_stats).items()},
+        }
+
+    # Section: epochs.
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(batch number, indices, images) of an epoch, from batch `start` (after a mid-epoch resume)."""
+        self.loader.set_epoch(epoch)
+        for b, (idx, images) in enumerate(self.loader.iterate(start)):
+            yield start + b, idx, images
+
+    def run_epoch(
+        self, epoch: int, should_stop: Callable[[], bool] = lambda: False
+    ) -> dict[str, float] | None:
+        """Train one epoch (1-based number). Returns its mean losses, or None if stopped by a signal."""
+        self.g.train()
+        self.d.train()
+        sums = torch.zeros(len(LOSS_KEYS) + 2, device=self.device)
+        first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
+        steps, t0 = 0, time.perf_counter()
+        for b, idx, real in self.batches(epoch - 1, self.batch):
+            stats = self.train_step(real, self._text(idx))
+            if self.record_indices:
+                self.seen.append(idx.cpu())
+            row = torch.stack([stats["d_loss"], stats["g_loss"], *(stats[k] for k in LOSS_KEYS)]).float()
+            sums += row
+            finite = torch.isfinite(row).all()
+            first_bad = torch.where((first_bad < 0) & ~finite, torch.full_like(first_bad, b + 1), first_bad)
+            steps += 1
+            self.batch = b + 1
+            if (b + 1) % 50 == 0 or should_stop():
+                self._raise_if_bad(first_bad, epoch)  # one sync per 50 steps, not per step
+            if should_stop():
+                return None
+        self._raise_if_bad(first_bad, epoch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        sums = all_reduce_mean(sums, self.dist)
+        means = (sums / max(steps, 1)).tolist()
+        row = {"epoch": epoch, **dict(zip(["d_loss", "g_loss", *LOSS_KEYS], means, strict=True))}
+        row |= {
+            "lr": self.opt_g.param_groups[0]["lr"],
+            "seconds": seconds,
+            "images_per_s": steps * self.cfg.batch_size / max(seconds, 1e-9),
+        }
+        self.sched_g.step()  # after the epoch's optimizer steps (the reference stepped it before)
+        self.sched_d.step()
+        self.epoch, self.batch = epoch, 0
+        self.history.append(row)
+        return row
+
+    def _raise_if_bad(self, first_bad: torch.Tensor, epoch: int) -> None:
+        step = int(first_bad)
+        if step >= 0:
+            raise NonFiniteLoss(
+                f"a loss became NaN/inf at epoch {epoch}, step {step}; training stopped and the last good "
+                "checkpoint was kept. Lower gan.lr or turn off gan.bf16, then rerun to resume."
+            )
+
+    # Section: samples.
+
+    @torch.no_grad()
+    def sample_grid(self) -> np.ndarray:
+        """Outputs of the fixed sources × fixed target captions: [K, M, S, S, 3] uint8 (eval mode, ε = 0)."""
+        self.g.eval()
+        src = torch.from_numpy(self.data.sample_images).permute(0, 3, 1, 2).to(self.device)
+        src = center_crop(to_unit_range(src), self.cfg.image_size)
+        texts = torch.from_numpy(self.data.sample_features).to(self.device)
+        k, m = len(src), len(texts)
+        images = src.repeat_interleave(m, dim=0)
+        out, _, _ = self.g(
+            images, texts.repeat(k, 1), torch.zeros(k * m, self.g.cond_dim, device=self.device)
+        )
+        out = ((out.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)
+        self.g.train()
+        return out.reshape(k, m, *out.shape[1:]).cpu().numpy()
+
+    # Section: checkpoints.
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.g.state_dict(),
+            "discriminator": self.d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            "rng": {
+                "noise": self.noise_gen.get_state(),
+                "augment": self.loader.generator.get_state(),
+                "torch": torch.get_rng_state(),
+            },
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "history": self.history,
+            "config": self.cfg.to_dict(),
+            "seed": self.seed,
+            "world_size": self.dist.world_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.g.load_state_dict(state["generator"])
+        self.d.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        self.noise_gen.set_state(state["rng"]["noise"].cpu())
+        self.loader.generator.set_state(state["rng"]["augment"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+        self.history = list(state["history"])
+
+    def save(self, path: str | Path) -> None:
+        if self.dist.is_main:
+            checkpoint.save(path, self.state_dict())
+
+    def try_resume(self, path: str | Path, log: Callable[[str], None] = print) -> bool:
+        """Resume from a checkpoint written with compatible settings; returns whether it did."""
+        path = Path(path)
+        if not path.is_file():
+            return False
+        state = checkpoint.load(path, "cpu")  # RNG states must stay on the CPU; weights move on load
+        old, new = state.get("config", {}), self.cfg.to_dict()
+        changed = sorted(k for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES)
+        if changed or state.get("seed") != self.seed or state.get("world_size") != self.dist.world_size:
+            log(
+                f"checkpoint {path} was trained with other settings "
+                f"({', '.join(changed) or 'seed/processes'}); starting from scratch."
+            )
+            return False
+        self.load_state_dict(state)
+        log(
+            f"resuming from {path}: epoch {self.epoch} done" + (f", batch {self.batch}" if self.batch else "")
+        )
+        return True
+
+
+@dataclasses.dataclass
+class Hooks:
+    """Callbacks from `fit` (rank 0 only): after each epoch, with its row and, on sample epochs, the grid."""
+
+    on_epoch: Callable[[dict[str, Any], np.ndarray | None], None] = lambda row, grid: None
+    log: Callable[[str], None] = print
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """SIGTERM/SIGINT set a flag the loop polls between steps (so a checkpoint can be written)."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["stop"] = True
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (e.g. inside a Prefect task): no handlers
+        pass
+    try:
+        yield lambda: flag["stop"]
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def fit(trainer: Trainer, checkpoint_path: str | Path, hooks: Hooks | None = None) -> list[dict[str, Any]]:
+    """Train until cfg.epochs, checkpointing every cfg.checkpoint_every epochs and on SIGTERM/SIGINT."""
+    hooks = hooks or Hooks()
+    cfg = trainer.cfg
+    with stop_on_signals() as should_stop:
+        for epoch in range(trainer.epoch + 1, cfg.epochs + 1):
+            row = trainer.run_epoch(epoch, should_stop)
+            if row is None:
+                trainer.save(checkpoint_path)
+                raise Interrupted(
+                    f"stopped by a signal at epoch {epoch}, batch {trainer.batch}; checkpoint written to "
+                    f"{checkpoint_path}. Run the stage again to resume."
+                )
+            grid = trainer.sample_grid() if (epoch % cfg.sample_every == 0 or epoch == cfg.epochs) else None
+            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+                trainer.save(checkpoint_path)
+            if trainer.dist.is_main:
+                hooks.on_epoch(row, grid)
+    return trainer.history
+
+
+def lr_at(cfg: GANConfig, epoch: int) -> float:
+    """The learning rate of a 1-based epoch under the step schedule."""
+    return cfg.lr * cfg.lr_decay ** math.floor((epoch - 1) / cfg.lr_decay_every)

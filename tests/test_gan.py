@@ -1,0 +1,283 @@
+"""SISGAN networks, losses and the training loop (determinism, resume, DDP, bad params)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sisgan.config import GANConfig
+from sisgan.errors import ConfigError
+from sisgan.losses import DiscriminatorStep, SisganLoss, kl_divergence, mismatched_and_relevant
+from sisgan.models import Discriminator, Generator
+from sisgan.train import checkpoint
+from sisgan.train.gan import GanData, NonFiniteLoss, Trainer, fit, lr_at
+
+# Section: networks.
+
+
+@pytest.mark.parametrize(("width", "size"), [(0.25, 16), (0.25, 32), (0.5, 48), (1.0, 64)])
+def test_shapes(width, size):
+    g, d = Generator(size, 20, width), Discriminator(size, 20, width)
+    x, t = torch.rand(3, 3, size, size) * 2 - 1, torch.randn(3, 20)
+    out, mu, log_sigma = g(x, t, torch.randn(3, g.cond_dim))
+    assert out.shape == x.shape and mu.shape == log_sigma.shape == (3, g.cond_dim)
+    assert out.abs().max() <= 1
+    assert d(out, t).shape == (3,)
+    assert d.encode(x).shape == (3, round(512 * width), size // 16, size // 16)
+
+
+def test_paper_profile_layer_shapes_and_parameter_counts():
+    g, d = Generator(64, 300, 1.0), Discriminator(64, 300, 1.0)
+    convs = [m for m in g.modules() if isinstance(m, nn.Conv2d)]
+    shapes = [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs]
+    assert shapes[:3] == [(3, 128, 3, 1), (128, 256, 4, 2), (256, 512, 4, 2)]  # encoder -> 16x16x512
+    assert shapes[3] == (640, 512, 3, 1)  # fusion of 512 image + 128 condition channels
+    assert shapes[4:12] == [(512, 512, 3, 1)] * 8  # 4 residual blocks
+    assert shapes[12:] == [(512, 256, 3, 1), (256, 128, 3, 1), (128, 3, 3, 1)]  # decoder
+    assert (g.ca.mu[0].in_features, g.ca.mu[0].out_features) == (300, 128)
+    d_convs = [
+        (c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0])
+        for c in d.modules()
+        if isinstance(c, nn.Conv2d)
+    ]
+    assert d_convs[:4] == [(3, 64, 4, 2), (64, 128, 4, 2), (128, 256, 4, 2), (256, 512, 4, 2)]
+    assert d_convs[-2:] == [(640, 512, 1, 1), (512, 1, 4, 1)]
+    assert (d.compress[0].in_features, d.compress[0].out_features) == (300, 128)
+    assert sum(p.numel() for p in g.parameters()) == 26_014_851
+    assert sum(p.numel() for p in d.parameters()) == 3_937_217
+
+
+def test_vgg_encoder_is_frozen_dilated_at_stride_4(tmp_path):
+    g = Generator(32, 20, 0.25, encoder="vgg16bn", load_vgg=False)
+    layers = list(g.encoder.net)
+    pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+    assert len(pools) == 2, "the third max-pool is dropped: stride 4 -> 16x16 at 64x64"
+    dilated = [m for m in layers if isinstance(m, nn.Conv2d) and m.dilation == (2, 2)]
+    assert len(dilated) == 3, "conv4_1..conv4_3 are dilated (not the BatchNorm layers)"
+    assert not any(p.requires_grad for p in g.encoder.parameters())
+    out = g.encoder(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert out.shape == (2, 512, 8, 8)
+    with pytest.raises(ConfigError, match="gan.vgg_weights is not set; download"):
+        Generator(32, 20, 0.25, encoder="vgg16bn")
+
+
+# Section: losses.
+
+
+def test_mismatched_and_relevant_texts():
+    t = torch.arange(6.0)[:, None]
+    mis, rel = mismatched_and_relevant(t)
+    assert mis.flatten().tolist() == [5, 0, 1, 2, 3, 4]  # every row is another image's caption
+    assert rel.flatten().tolist() == [1, 2, 0, 3, 4, 5]  # first half mismatching, second half matching
+
+
+def test_kl_is_zero_for_the_prior_and_positive_elsewhere():
+    z = torch.zeros(4, 8)
+    assert float(kl_divergence(z, z)) == 0.0
+    assert float(kl_divergence(z + 1, z)) > 0 and float(kl_divergence(z, z + 0.5)) > 0
+
+
+def test_discriminator_step_equals_separate_passes():
+    torch.manual_seed(0)
+    d = Discriminator(16, 8, 0.25).train()
+    real, fake = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    t, m, r = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 8)
+    a = DiscriminatorStep(d)(real, fake, t, m, r)
+    b = (d(real, t), d(real, m), d(fake, r))
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y)
+
+
+def test_loss_terms_follow_the_paper():
+    torch.manual_seed(0)
+    d = Discriminator(16, 8, 0.25)
+    loss = SisganLoss(kl_weight=2.0, recon_weight=0.0)
+    real = torch.randn(4, 3, 16, 16)
+    t = torch.randn(4, 8)
+    mis, rel = mismatched_and_relevant(t)
+    total, parts = loss.d_loss(DiscriminatorStep(d), real, real.clone(), t, mis, rel)
+    torch.testing.assert_close(total, parts["d_real"] + parts["d_mismatch"] + parts["d_fake"])
+    mu, ls = torch.randn(4, 5), torch.randn(4, 5)
+    g_total, g_parts = loss.g_loss(d, real, real, mu, ls, rel)
+    g_total = g_total.detach()
+    torch.testing.assert_close(g_total, g_parts["g_adv"] + 2.0 * g_parts["kl"])
+    assert float(g_parts["recon"]) == 0.0  # output == input on the matching half
+    with_recon = (
+        SisganLoss(kl_weight=2.0, recon_weight=10.0).g_loss(d, real, real + 0.1, mu, ls, rel)[0].detach()
+    )
+    assert float(with_recon) > float(g_total)
+
+
+# Section: training.
+
+
+def _data(n: int = 24, size: int = 20, text_dim: int = 10, seed: int = 0) -> GanData:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    feats = rng.normal(size=(n, 3, text_dim)).astype(np.float32)
+    counts = np.full(n, 3)
+    counts[0] = 2
+    return GanData(images, feats, counts, images[:2], feats[:3, 0], ["a", "b", "c"])
+
+
+def _cfg(**kw) -> GANConfig:
+    base = {"image_size": 16, "width": 0.125, "batch_size": 8, "epochs": 2, "lr_decay_every": 1}
+    return GANConfig.from_dict(base | kw)
+
+
+def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {f"g.{k}": v.clone() for k, v in trainer.g.state_dict().items()} | {
+        f"d.{k}": v.clone() for k, v in trainer.d.state_dict().items()
+    }
+
+
+def test_one_step_gives_finite_losses_and_changes_both_nets():
+    trainer = Trainer(_cfg(), _data())
+    before = _state(trainer)
+    _, idx, real = next(trainer.batches(0))
+    stats = trainer.train_step(real, trainer._text(idx))
+    assert all(torch.isfinite(v) for v in stats.values())
+    after = _state(trainer)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("g."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("d."))
+
+
+@pytest.mark.parametrize("share_fake", [True, False])
+def test_seeded_training_is_deterministic_on_cpu(share_fake):
+    a = Trainer(_cfg(share_fake=share_fake), _data(), seed=3)
+    b = Trainer(_cfg(share_fake=share_fake), _data(), seed=3)
+    a.run_epoch(1)
+    b.run_epoch(1)
+    sa, sb = _state(a), _state(b)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c = Trainer(_cfg(share_fake=share_fake), _data(), seed=4)
+    c.run_epoch(1)
+    assert any(not torch.equal(sa[k], _state(c)[k]) for k in sa)
+
+
+def test_lr_schedule_halves_after_each_period():
+    trainer = Trainer(_cfg(epochs=3, lr_decay_every=1, lr=1e-3), _data())
+    rows = [trainer.run_epoch(e) for e in (1, 2, 3)]
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+    assert lr_at(trainer.cfg, 3) == pytest.approx(2.5e-4)
+
+
+def test_resume_is_bit_identical_to_uninterrupted_training(tmp_path):
+    cfg = _cfg(epochs=2)
+    straight = Trainer(cfg, _data(), seed=1)
+    fit(straight, tmp_path / "a.pt")
+
+    first = Trainer(GANConfig.from_dict(cfg.to_dict() | {"epochs": 1}), _data(), seed=1)
+    fit(first, tmp_path / "b.pt")
+    resumed = Trainer(cfg, _data(), seed=1)
+    assert resumed.try_resume(tmp_path / "b.pt", log=lambda m: None)
+    assert resumed.epoch == 1
+    fit(resumed, tmp_path / "b.pt")
+    s1, s2 = _state(straight), _state(resumed)
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert [r["d_loss"] for r in straight.history] == [r["d_loss"] for r in resumed.history]
+
+
+def test_mid_epoch_interrupt_resumes_exactly(tmp_path):
+    cfg = _cfg(epochs=1)
+    straight = Trainer(cfg, _data(), seed=2)
+    straight.run_epoch(1)
+
+    interrupted = Trainer(cfg, _data(), seed=2)
+    calls = {"n": 0}
+
+    def stop_after_one_step() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= 1
+
+    assert interrupted.run_epoch(1, stop_after_one_step) is None
+    assert interrupted.batch == 1
+    interrupted.save(tmp_path / "c.pt")
+    resumed = Trainer(cfg, _data(), seed=2)
+    assert resumed.try_resume(tmp_path / "c.pt", log=lambda m: None) and resumed.batch == 1
+    resumed.run_epoch(1)
+    s1, s2 = _state(straight), _state(resumed)
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+
+
+def test_changed_settings_start_from_scratch(tmp_path):
+    trainer = Trainer(_cfg(epochs=1), _data())
+    fit(trainer, tmp_path / "x.pt")
+    messages = []
+    other = Trainer(_cfg(epochs=1, lr=1e-3), _data())
+    assert not other.try_resume(tmp_path / "x.pt", log=messages.append)
+    assert "lr" in messages[0] and other.epoch == 0
+
+
+def test_non_finite_loss_names_epoch_and_step_and_keeps_the_checkpoint(tmp_path):
+    data = _data()
+    trainer = Trainer(_cfg(epochs=2), data)
+    fit(trainer, tmp_path / "n.pt")  # two good epochs written
+    good = checkpoint.load(tmp_path / "n.pt")
+    data.features[:] = np.nan
+    broken = Trainer(_cfg(epochs=3), data)
+    broken.try_resume(tmp_path / "n.pt", log=lambda m: None)
+    broken.features[:] = float("nan")
+    with pytest.raises(NonFiniteLoss, match=r"at epoch 3, step 1; training stopped"):
+        fit(broken, tmp_path / "n.pt")
+    kept = checkpoint.load(tmp_path / "n.pt")
+    assert kept["epoch"] == good["epoch"] == 2
+    assert all(torch.equal(kept["generator"][k], good["generator"][k]) for k in good["generator"])
+
+
+def test_sample_grid_shape():
+    trainer = Trainer(_cfg(), _data())
+    grid = trainer.sample_grid()
+    assert grid.shape == (2, 3, 16, 16, 3) and grid.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ({"batch_size": 0}, "gan.batch_size"),
+        ({"image_size": 40}, "multiple of 16"),
+        ({"lr": -1e-4}, "gan.lr"),
+        ({"encoder": "resnet"}, r"gan.encoder = 'resnet'; choose one of \['conv', 'vgg16bn'\]"),
+        ({"width": 0}, "gan.width"),
+        ({"batchsize": 8}, r"unknown key\(s\) \['batchsize'\] in section 'gan'"),
+    ],
+)
+def test_bad_params_are_clear_errors(values, match):
+    with pytest.raises(ConfigError, match=match):
+        GANConfig.from_dict(values)
+
+
+def test_crop_larger_than_stored_images_is_a_clear_error():
+    with pytest.raises(ConfigError, match="gan.image_size = 32 is larger than the stored images"):
+        Trainer(_cfg(image_size=32), _data(size=20))
+
+
+# Section: several processes.
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path):
+    """Parameters identical across ranks after every step, disjoint data per rank, and losses that
+    track a one-process run of the same global batch."""
+    import ddp_worker
+    import torch.multiprocessing as mp
+
+    data = _data(n=32)
+    cfg = _cfg(batch_size=8, epochs=1)
+    out = tmp_path / "ranks.pt"
+    mp.spawn(ddp_worker.run, args=(2, str(tmp_path / "pg"), str(out), cfg.to_dict(), data), nprocs=2)
+    ranks = torch.load(out, weights_only=False)
+    assert len(ranks[0]["sums"]) == len(ranks[1]["sums"]) == 4  # 32 images = 4 steps of 2 ranks x 4 images
+    np.testing.assert_array_equal(ranks[0]["sums"], ranks[1]["sums"])
+    seen0 = {i for batch in ranks[0]["seen"] for i in batch}
+    seen1 = {i for batch in ranks[1]["seen"] for i in batch}
+    assert not seen0 & seen1 and len(seen0 | seen1) == 32
+
+    single = Trainer(cfg, data, seed=5)
+    single_losses = [
+        float(single.train_step(real, single._text(idx))["d_loss"]) for _, idx, real in single.batches(0)
+    ]
+    ddp_losses = np.mean([ranks[0]["losses"], ranks[1]["losses"]], axis=0)
+    np.testing.assert_allclose(ddp_losses, single_losses[: len(ddp_losses)], rtol=0.15)
