@@ -31,7 +31,9 @@ def machine() -> dict[str, Any]:
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     def fmt(v: Any) -> str:
-        return f"{v:,.1f}" if isinstance(v, float) else str(v)
+        if isinstance(v, float):
+            return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3f}"
+        return str(v)
 
     cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]

@@ -66,7 +66,8 @@ def main() -> None:
         write_csv("plots/pretrain_text.csv", history)
         panels = {"ranking loss": ["loss"], "test recall (text->image)": ["t2i_r1", "t2i_r5", "t2i_r10"]}
         line_png("plots/pretrain_text.png", history, "epoch", panels, title=f"pretrain_text on {dataset}")
-        run.log_metrics(metrics)
+        # Per-epoch values are already logged with their step; add only what is new.
+        run.log_metrics({k: metrics[k] for k in ("vocab_size", "t2i_r1_over_chance", "train_seconds")})
         run.log_artifacts(MODEL_DIR, "text_encoder")
         run.log_artifact("plots/pretrain_text.png")
     print(f"pretrain_text: {json.dumps({k: round(v, 4) for k, v in metrics.items()})}")

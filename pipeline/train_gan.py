@@ -81,6 +81,11 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
     test_feats, _ = load_features(f"data/features/{dataset}/test.npz", test.image_ids)
     sources, targets, captions = sample_set(test, test_feats, cfg.samples)
     data = GanData(train.images, feats, counts, sources, targets, captions)
+    if cfg.vse_weight:
+        from sisgan.text.model import TextModel
+
+        text_model = TextModel.load(TEXT_DIR)
+        data.vse_encoder, data.vse_size = text_model.image_encoder, text_model.config.image_size
     trainer = Trainer(cfg, data, seed=seed, device=device, dist=dist)
     ckpt = Path(f"checkpoints/{dataset}/gan.pt")
     log = print if dist.is_main else (lambda msg: None)
@@ -128,7 +133,9 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
         export_generator(trainer, dataset, data_cfg.load_size)
         panels = {
             "discriminator": ["d_real", "d_mismatch", "d_fake"],
-            "generator": ["g_adv", "kl"] + (["recon"] if cfg.recon_weight else []),
+            "generator": ["g_adv", "kl"]
+            + (["recon"] if cfg.recon_weight else [])
+            + (["vse"] if cfg.vse_weight else []),
         }
         write_csv("plots/train_gan.csv", history)
         line_png("plots/train_gan.png", history, "epoch", panels, title=f"train_gan on {dataset}")
@@ -137,14 +144,21 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
             "epochs": trainer.epoch,
             **{
                 k: last[k]
-                for k in ("d_loss", "g_loss", "d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon")
+                for k in ("d_loss", "g_loss", "d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "vse")
             },
             "images_per_s": float(np.median([r["images_per_s"] for r in history])),
             "train_seconds": float(sum(r["seconds"] for r in history)),
             "processes": dist.world_size,
         }
         write_json("metrics/train.json", metrics)
-        run.log_metrics(metrics)
+        # Per-epoch losses are already logged with their step; add only the run's totals.
+        run.log_metrics(
+            {
+                "epochs_total": trainer.epoch,
+                "train_seconds": metrics["train_seconds"],
+                "median_images_per_s": metrics["images_per_s"],
+            }
+        )
         run.log_artifact("plots/train_gan.png")
         run.log_artifact(str(MODEL_DIR / "generator.pt"), "generator")
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}

@@ -239,6 +239,7 @@ class GANConfig(Config):
     flip: bool = True
     # Improvements over the paper (off in the paper profile).
     recon_weight: float = 0.0  # L1 reconstruction on the matching-text half of the batch (TAGAN-style)
+    vse_weight: float = 0.0  # ranking loss of the frozen VSE image embedding of G's output vs φ(t̄)
     # Speed (same maths).
     share_fake: bool = True  # one G forward serves the D and G steps (the reference runs G twice)
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -268,6 +269,7 @@ class GANConfig(Config):
         self._require(self.lr_decay_every >= 1, "lr_decay_every", "must be at least 1 epoch.")
         self._require(self.kl_weight >= 0, "kl_weight", "must be >= 0.")
         self._require(self.recon_weight >= 0, "recon_weight", "must be >= 0.")
+        self._require(self.vse_weight >= 0, "vse_weight", "must be >= 0.")
         self._require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1 epoch.")
         self._require(self.sample_every >= 1, "sample_every", "must be at least 1 epoch.")
         self._require(self.samples >= 1, "samples", "must be at least 1.")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sisgan.config import GANConfig
 from sisgan.data.images import square_resize
@@ -111,9 +111,15 @@ def load_image(source: ImageInput) -> Image.Image:
             image.load()
         except FileNotFoundError:
             raise DataError(f"image {source} not found.") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
             what = "the given bytes" if isinstance(source, bytes) else str(source)
-            raise DataError(f"cannot read {what} as an image ({e}); use a JPEG, PNG or WebP file.") from None
+            # UnidentifiedImageError's text is "cannot identify image file <_io.BytesIO object at 0x...>".
+            why = "not a known image format" if isinstance(e, UnidentifiedImageError) else str(e)
+            raise DataError(f"cannot read {what} as an image ({why}); use a JPEG, PNG or WebP.") from None
+        image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+    if image.mode.startswith("I"):  # 16/32-bit greyscale (16-bit PNG): convert("RGB") would clip at 255
+        scale = 257.0 if image.mode.startswith("I;16") or np.asarray(image).max() > 255 else 1.0
+        image = Image.fromarray((np.asarray(image, np.float32) / scale).clip(0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "P"):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -60,11 +60,28 @@ class SisganLoss:
     """Owns the GAN maths; the training loop only steps the phases.
 
     D = BCE(D(x, t), 1) + ½ BCE(D(x, t̂), 0) + ½ BCE(D(G(x, t̄), t̄), 0)
-    G = BCE(D(G(x, t̄), t̄), 1) + λ_KL · KL  (+ λ_rec · L1 on the matching half, off in the paper profile)
+    G = BCE(D(G(x, t̄), t̄), 1) + λ_KL · KL
+
+    Two improvements from later work, both off in the paper profile:
+    + λ_rec · L1(G(x, t), x) on the matching half of the batch (TAGAN's reconstruction: keep what the
+      text does not change), and
+    + λ_vse · ranking loss between the frozen VSE image embedding of G(x, t̄) and φ(t̄) (a direct
+      text-image matching signal, as AttnGAN's DAMSM loss gives its generator).
     """
 
-    def __init__(self, kl_weight: float = 1.0, recon_weight: float = 0.0) -> None:
-        self.kl_weight, self.recon_weight = kl_weight, recon_weight
+    def __init__(
+        self,
+        kl_weight: float = 1.0,
+        recon_weight: float = 0.0,
+        vse_weight: float = 0.0,
+        vse_encoder: torch.nn.Module | None = None,
+        vse_size: int | None = None,
+        margin: float = 0.2,
+    ) -> None:
+        self.kl_weight, self.recon_weight, self.vse_weight = kl_weight, recon_weight, vse_weight
+        self.vse_encoder, self.vse_size, self.margin = vse_encoder, vse_size, margin
+        if vse_weight and vse_encoder is None:
+            raise ValueError("vse_weight > 0 needs the frozen VSE image encoder")
 
     def d_loss(self, d_step: torch.nn.Module, real, fake, text, mismatch, relevant):  # noqa: ANN001, ANN201
         """-> (loss, {d_real, d_mismatch, d_fake}); fake must already be detached."""
@@ -90,4 +107,11 @@ class SisganLoss:
         recon = (fake[half:].float() - real[half:].float()).abs().mean()  # matching text: output = input
         if self.recon_weight:
             loss = loss + self.recon_weight * recon
-        return loss, {"g_adv": g_adv, "kl": kl, "recon": recon.detach()}
+        vse = torch.zeros((), device=fake.device)
+        if self.vse_weight:
+            image = fake
+            if self.vse_size and fake.shape[-1] != self.vse_size:
+                image = F.interpolate(fake, size=self.vse_size, mode="bilinear", align_corners=False)
+            vse = pairwise_ranking_loss(self.vse_encoder(image).float(), relevant.float(), self.margin)
+            loss = loss + self.vse_weight * vse
+        return loss, {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "vse": vse.detach()}

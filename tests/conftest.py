@@ -67,6 +67,8 @@ TINY_PARAMS: dict = {
         "embed_dim": 16,
         "hidden_dim": 16,
     },
+    "gan": {"image_size": 16, "width": 0.125, "batch_size": 8, "epochs": 2, "samples": 2},
+    "evaluate": {"pairs_per_image": 1, "grid_rows": 2},
 }
 
 

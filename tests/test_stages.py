@@ -98,3 +98,76 @@ def test_pretrain_text_stage_outputs_and_mlflow_run(project):
     assert "t2i_r1" in logged.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run["run_id"], "text_encoder")}
     assert "text_encoder/weights.pt" in artifacts
+
+
+@pytest.mark.slow
+def test_train_gan_and_evaluate_stages_resume_and_signal(project):
+    """train_gan writes its outputs and an MLflow run; more epochs resume; SIGTERM checkpoints and the
+    next run resumes; evaluate writes the metrics with the reference rows and the grid."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import stage_env
+
+    for stage in ("download", "preprocess", "pretrain_text", "train_gan"):
+        project.stage(stage)
+    root = project.root
+    train = json.loads((root / "metrics/train.json").read_text())
+    assert train["epochs"] == 2 and np.isfinite(train["d_loss"])
+    assert (root / "models/gan/generator.pt").is_file()
+    assert (root / "checkpoints/synth-birds/gan.pt").is_file()
+    assert (root / "plots/train_gan.csv").read_text().count("\n") == 3  # header + 2 epochs
+    for png in ("plots/train_gan.png", "plots/train_gan_samples.png"):
+        assert (root / png).stat().st_size > 1000
+
+    import mlflow
+
+    run = json.loads((root / "runs/train_gan.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri=run["tracking_uri"])
+    assert len(client.get_metric_history(run["run_id"], "d_real")) == 2
+    samples = [a.path for a in client.list_artifacts(run["run_id"], "samples")]
+    assert samples == ["samples/epoch_0001", "samples/epoch_0002"]
+
+    # More epochs: the stage resumes from the checkpoint instead of starting over.
+    project.set_params({"gan": {"epochs": 3}})
+    out = project.stage("train_gan")
+    assert "resuming from checkpoints/synth-birds/gan.pt: epoch 2 done" in out.stdout
+    assert json.loads((root / "metrics/train.json").read_text())["epochs"] == 3
+
+    # SIGTERM mid-training: a checkpoint is written, exit code 130, and the next run resumes.
+    project.set_params({"gan": {"epochs": 40}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train_gan"],
+        cwd=root,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ckpt = root / "checkpoints/synth-birds/gan.pt"
+    before = ckpt.stat().st_mtime
+    deadline = time.time() + 120
+    while ckpt.stat().st_mtime == before and time.time() < deadline:  # wait for epoch 4's checkpoint
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint written" in err and "Run the stage again to resume" in err
+    from sisgan.train import checkpoint
+
+    state = checkpoint.load(ckpt)
+    assert 4 <= state["epoch"] < 40
+
+    project.set_params({"gan": {"epochs": state["epoch"] + 1}})
+    out = project.stage("train_gan")
+    assert f"epoch {state['epoch']} done" in out.stdout
+
+    project.stage("evaluate")
+    report = json.loads((root / "metrics/eval.json").read_text())
+    assert report["primary"]["name"] == "edit_score"
+    assert set(report) >= {"model", "identity", "counterfactual", "pairs"}
+    assert report["counterfactual"]["counterfactual"]["edit_score"] == 1.0
+    assert "skipped" in report["model"]["fid"]
+    assert 0 <= report["model"]["counterfactual"]["attribute_accuracy"] <= 1
+    assert (root / "plots/eval_grid.png").stat().st_size > 1000

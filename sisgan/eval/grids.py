@@ -51,12 +51,14 @@ def compose(
     return canvas
 
 
-def manipulation_grid(
-    sources: np.ndarray, outputs: np.ndarray, captions: Sequence[str], scale: int = 2
-) -> Image.Image:
-    """sources [K, S, S, 3], outputs [K, M, S, S, 3], M captions -> grid with one row per source."""
+def manipulation_grid(sources: np.ndarray, outputs: np.ndarray, captions: Sequence[str]) -> Image.Image:
+    """sources [K, S, S, 3], outputs [K, M, S, S, 3], M captions -> grid with one row per source.
+
+    Tiles are upscaled to about 100 pixels so the captions above them stay readable.
+    """
     rows = [[sources[k], *outputs[k]] for k in range(len(sources))]
-    return compose(rows, ["source", *captions], scale=scale)
+    scale = max(1, round(100 / sources.shape[1]))
+    return compose(rows, ["source", *captions], scale=scale, header_lines=6)
 
 
 def caption_rows(

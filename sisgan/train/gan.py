@@ -28,7 +28,7 @@ from sisgan.models import Discriminator, Generator
 from sisgan.train import checkpoint
 from sisgan.train.distributed import DistInfo, all_reduce_mean
 
-LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon")
+LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "vse")
 # Parameters that may change between a checkpoint and a resumed run (training simply continues).
 RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "sample_every", "samples", "device", "compile"}
 
@@ -47,6 +47,7 @@ class GanData:
 
     images [N, S, S, 3] uint8 (train split), features [N, C, T] float32 cached φ(t), counts [N] captions
     per image; sample_* are the fixed grid: sources [K, S, S, 3] and target φ(t) [M, T] with captions.
+    vse_encoder: the pretrained VSE image encoder (frozen here), needed only when gan.vse_weight > 0.
     """
 
     images: np.ndarray
@@ -55,6 +56,8 @@ class GanData:
     sample_images: np.ndarray
     sample_features: np.ndarray
     sample_captions: list[str]
+    vse_encoder: nn.Module | None = None
+    vse_size: int | None = None
 
 
 def build_models(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> tuple[Generator, Discriminator]:
@@ -114,7 +117,16 @@ class Trainer:
         if cfg.compile:
             self.g_train = torch.compile(self.g_train)
             self.d_step = torch.compile(self.d_step)
-        self.loss = SisganLoss(cfg.kl_weight, cfg.recon_weight)
+        vse = None
+        if cfg.vse_weight:
+            if data.vse_encoder is None:
+                raise ConfigError("gan.vse_weight > 0 needs the pretrained text model (models/text).")
+            vse = (
+                data.vse_encoder.to(self.device, memory_format=self.memory_format)
+                .eval()
+                .requires_grad_(False)
+            )
+        self.loss = SisganLoss(cfg.kl_weight, cfg.recon_weight, cfg.vse_weight, vse, data.vse_size)
 
         betas = (cfg.beta1, cfg.beta2)
         fused = {"fused": True} if cuda else {}

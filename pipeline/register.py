@@ -1,0 +1,201 @@
+"""Stage `register`: log the trained model as an MLflow pyfunc and register it as a new model version.
+
+The version gets alias `challenger`; alias `champion` moves to it only when it beats the current champion
+on the evaluation's primary metric (the first version becomes champion). The metric is stored as tags on
+each version, so later comparisons read the registry alone and never depend on run lookups.
+
+Reads models/gan/generator.pt, models/text/ and metrics/eval.json; writes models/registered.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.common import cli, section, stage_params, write_json
+from sisgan.config import RegisterConfig, TrackingConfig
+from sisgan.errors import ConfigError, DataError
+
+GENERATOR = Path("models/gan/generator.pt")
+TEXT_DIR = Path("models/text")
+EVAL_METRICS = Path("metrics/eval.json")
+OUT = Path("models/registered.json")
+CHAMPION, CHALLENGER = "champion", "challenger"
+# Model-version tags holding the primary metric.
+TAG_NAME, TAG_VALUE, TAG_HIGHER = "sisgan.primary_metric", "sisgan.primary_value", "sisgan.higher_is_better"
+
+
+@dataclasses.dataclass(frozen=True)
+class Primary:
+    """The evaluation's primary metric: what decides whether a version becomes champion."""
+
+    name: str
+    value: float
+    higher_is_better: bool
+
+    def tags(self) -> dict[str, str]:
+        return {
+            TAG_NAME: self.name,
+            TAG_VALUE: repr(self.value),
+            TAG_HIGHER: str(self.higher_is_better).lower(),
+        }
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> Primary | None:
+        try:
+            return cls(tags[TAG_NAME], float(tags[TAG_VALUE]), tags[TAG_HIGHER] == "true")
+        except (KeyError, ValueError):
+            return None  # a version registered by hand, or by an older pipeline
+
+
+def read_primary(path: Path = EVAL_METRICS) -> Primary:
+    """metrics/eval.json's `primary` entry: {"name": str, "value": float, "higher_is_better": bool}."""
+    if not path.is_file():
+        raise DataError(f"{path} not found; run the evaluate stage first (`dvc repro evaluate`).")
+    try:
+        p = json.loads(path.read_text())["primary"]
+        ok = (
+            isinstance(p["name"], str)
+            and isinstance(p["value"], int | float)
+            and not isinstance(p["value"], bool)
+            and isinstance(p["higher_is_better"], bool)
+        )
+    except (json.JSONDecodeError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise DataError(
+            f"{path} has no valid 'primary' entry ({{name: str, value: number, higher_is_better: bool}}); "
+            "rerun the evaluate stage."
+        )
+    return Primary(p["name"], float(p["value"]), p["higher_is_better"])
+
+
+# Section: the decision (pure).
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def decide(
+    new: Primary, champion: Primary | None, champion_version: str | None, min_delta: float
+) -> Decision:
+    """Does the new version take `champion`? Only when strictly better by more than min_delta."""
+    if champion_version is None:
+        return Decision(True, "no champion yet: the first version becomes champion")
+    where = f"champion v{champion_version}"
+    if not math.isfinite(new.value):
+        return Decision(False, f"{new.name} = {new.value} is not a number; {where} stays")
+    if champion is None:
+        return Decision(False, f"{where} has no recorded primary metric, so it stays; move the alias by hand")
+    if (champion.name, champion.higher_is_better) != (new.name, new.higher_is_better):
+        return Decision(False, f"{where} was scored on {champion.name}, this version on {new.name}; it stays")
+    gain = new.value - champion.value if new.higher_is_better else champion.value - new.value
+    if gain > min_delta:
+        return Decision(True, f"{new.name} {new.value:.4g} beats {where} ({champion.value:.4g})")
+    return Decision(False, f"{new.name} {new.value:.4g} does not beat {where} ({champion.value:.4g})")
+
+
+# Section: the registry.
+
+
+def current_champion(client: Any, name: str) -> tuple[str | None, Primary | None]:
+    """(version, its primary metric) of the champion, or (None, None) when there is none yet."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":  # no such model, or no such alias
+            return None, None
+        raise
+    return str(mv.version), Primary.from_tags(dict(mv.tags))
+
+
+def register(
+    generator: Path,
+    text_dir: Path,
+    primary: Primary,
+    model_name: str,
+    cfg: RegisterConfig,
+    dataset: str,
+    experiment: str,
+) -> dict[str, Any]:
+    """Log, register and (maybe) promote; returns the record written to models/registered.json."""
+    import mlflow
+
+    from sisgan.inference import write_bundle
+    from sisgan.serving import log_pyfunc
+    from sisgan.tracking import stage_run
+
+    with tempfile.TemporaryDirectory() as tmp, stage_run("register", experiment) as run:
+        run.log_params({"dataset": dataset, "model_name": model_name, "register": cfg.to_dict()})
+        # MLflow metric names allow letters, digits and _-./ and spaces only.
+        run.log_metrics({"eval." + re.sub(r"[^\w\-./ ]", "_", primary.name): primary.value})
+        bundle = write_bundle(Path(tmp) / "bundle", generator, text_dir)
+        info = log_pyfunc(bundle, model_metadata={"dataset": dataset, "primary_metric": primary.name})
+        client = mlflow.MlflowClient()
+        before, before_primary = current_champion(client, model_name)
+        mv = mlflow.register_model(
+            info.model_uri, model_name, tags={**primary.tags(), "sisgan.dataset": dataset}
+        )
+        version = str(mv.version)
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+        decision = decide(primary, before_primary, before, cfg.min_delta)
+        if decision.promote:
+            client.set_registered_model_alias(model_name, CHAMPION, version)
+        role = CHAMPION if decision.promote else CHALLENGER
+        run.set_tags({"sisgan.model": f"{model_name}/{version}", "sisgan.decision": role})
+        before_value = before_primary.value if before_primary else None
+        return {
+            "name": model_name,
+            "version": version,
+            "run_id": run.run_id,
+            "model_uri": f"models:/{model_name}/{version}",
+            "logged_model_uri": info.model_uri,
+            "decision": role,
+            "reason": decision.reason,
+            "aliases": [CHALLENGER, CHAMPION] if decision.promote else [CHALLENGER],
+            "primary": dataclasses.asdict(primary),
+            "previous_champion": None if before is None else {"version": before, "value": before_value},
+            "champion_version": version if decision.promote else before,
+        }
+
+
+def check_inputs(generator: Path = GENERATOR, text_dir: Path = TEXT_DIR) -> None:
+    if not generator.is_file():
+        raise DataError(f"{generator} not found; train the model first (`dvc repro train_gan`).")
+    if not text_dir.is_dir():
+        raise DataError(f"{text_dir} not found; pretrain the text encoder first (`dvc repro pretrain_text`).")
+
+
+@cli
+def main() -> None:
+    params = stage_params(__doc__.splitlines()[0])
+    dataset = params["dataset"]
+    cfg, tracking = section(params, RegisterConfig), section(params, TrackingConfig)
+    if not tracking.enabled:
+        raise ConfigError(
+            "register needs MLflow, but tracking.enabled is false; set it to true in params.yaml."
+        )
+    check_inputs()
+    primary = read_primary()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per input-example check
+    name = cfg.model_name or f"sisgan-{dataset}"
+    record = register(
+        GENERATOR, TEXT_DIR, primary, name, cfg, dataset, tracking.experiment or f"sisgan-{dataset}"
+    )
+    write_json(OUT, record)
+    print(f"register: {name} v{record['version']} -> {record['decision']} ({record['reason']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""The `sisgan` command: edit images by text with a trained model.
+
+    sisgan manipulate --model models:/sisgan-synth-birds@champion --image bird.jpg \\
+        --text "a bird with a red head" --text "a bird with blue wings" --out out.png [--grid]
+    sisgan info --model models/
+
+Errors caused by the input (unreadable image, empty text, unknown model) are one `error: ...` line on
+stderr and exit code 2. Only argparse is imported up front, so `sisgan --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from sisgan.inference import Manipulator
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad command line or input file: printed as one `error:` line."""
+
+
+# Section: helpers.
+
+
+def _quiet_mlflow() -> None:
+    """MLflow's progress bars and INFO lines would bury the one line a user needs to read."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # database migrations on a fresh mlflow.db
+
+
+def output_paths(out: Path, n: int, grid: bool) -> list[Path]:
+    """One file per text (out-1.png, out-2.png, ... when several), or the single grid file."""
+    if grid or n == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, n + 1)]
+
+
+def _check_out(out: Path) -> None:
+    from PIL import Image
+
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise UsageError(f"--out {out}: unknown image extension {out.suffix!r}; use .png, .jpg or .webp.")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name like {out / 'out.png'}.")
+
+
+def _load(model: str, device: str) -> Manipulator:
+    from sisgan.config import resolve_device
+    from sisgan.errors import ConfigError
+    from sisgan.inference import Manipulator
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+        raise ConfigError(f"--device {device!r}: use cpu, cuda, cuda:N or auto.")
+    device = resolve_device(device)
+    if "://" in model or model.startswith(("models:/", "runs:/")):
+        _quiet_mlflow()
+    return Manipulator.load(model, device=device)
+
+
+def _warn_unknown(fn: Callable[[], Any]) -> Any:
+    """Run fn; unknown-word warnings become one `warning:` line each, other warnings pass through."""
+    from sisgan.inference import UnknownWordsWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownWordsWarning)
+        result = fn()
+    for w in caught:
+        if issubclass(w.category, UnknownWordsWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
+def _source_tile(m: Manipulator, image: Image.Image) -> Any:
+    """The source as the model sees it (centre square, resized, cropped): [S, S, 3] uint8."""
+    return ((m.preprocess(image).permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+
+
+# Section: commands.
+
+
+def cmd_manipulate(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    _check_out(out)
+    for t in args.text:  # before loading the model: an empty text is the cheapest error to report
+        if not t.strip():
+            raise UsageError("--text is empty; describe the target, e.g. 'a bird with a red head'.")
+    source = _open_image(args.image)
+    m = _load(args.model, args.device)
+    results = _warn_unknown(lambda: m.manipulate_batch([source] * len(args.text), args.text))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.grid:
+        scale = args.scale or max(1, round(100 / m.image_size))  # ~100 px tiles keep captions readable
+        paths = _write_grid(out, m, source, results, args.text, scale)
+    else:
+        paths = _write_each(output_paths(out, len(results), False), results, args.scale)
+    for p in paths:
+        print(p)
+
+
+def _open_image(path: str) -> Image.Image:
+    from PIL import Image as PILImage
+
+    from sisgan.inference import load_image
+
+    try:
+        return load_image(Path(path))
+    except PILImage.DecompressionBombError as e:  # not among the errors load_image turns into DataError
+        raise UsageError(f"--image {path} is too large to decode safely ({e}).") from None
+
+
+def _write_grid(
+    out: Path, m: Manipulator, source: Image.Image, results: list[Image.Image], texts: list[str], scale: int
+) -> list[Path]:
+    import numpy as np
+
+    from sisgan.eval.grids import compose
+
+    tiles = [_source_tile(m, source), *(np.asarray(r) for r in results)]
+    compose([tiles], ["source", *texts], scale=scale, header_lines=6).save(out)
+    return [out]
+
+
+def _write_each(paths: list[Path], results: list[Image.Image], scale: int | None) -> list[Path]:
+    from PIL import Image as PILImage
+
+    for path, image in zip(paths, results, strict=True):
+        if scale:
+            size = (image.width * scale, image.height * scale)
+            image = image.resize(size, PILImage.Resampling.NEAREST)  # keep the model's pixels visible
+        image.save(path)
+    return paths
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    m = _load(args.model, args.device)
+    print(json.dumps({"model": args.model, **m.info()}, indent=2))
+
+
+# Section: argument parsing.
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sisgan import __version__
+
+    parser = argparse.ArgumentParser(prog="sisgan", description="Text-guided image manipulation (SISGAN).")
+    parser.add_argument("--version", action="version", version=f"sisgan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    model_help = "models:/<name>@<alias>, runs:/<id>/model, a bundle folder or the project's models/ folder"
+    p = sub.add_parser("manipulate", help="edit an image so that it matches a text")
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("--image", required=True, help="source image (JPEG, PNG, WebP; any size and mode)")
+    p.add_argument("--text", required=True, action="append", help="target description; repeat for several")
+    p.add_argument("--out", required=True, help="output file; several texts give out-1.png, out-2.png, ...")
+    p.add_argument("--grid", action="store_true", help="one file: the source and every output side by side")
+    p.add_argument(
+        "--scale",
+        type=_positive,
+        default=None,
+        help="upscale by this factor (nearest); grid default: ~100 px tiles",
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p.set_defaults(func=cmd_manipulate)
+
+    p = sub.add_parser("info", help="print a model's image size, width and vocabulary size")
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from sisgan.errors import SisganError
+
+    try:
+        args.func(args)
+    except (SisganError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""A tiny, randomly initialised model bundle (generator.pt + text/) for the inference, CLI, serving and
+register tests: the shapes and files of a trained model, built in a fraction of a second."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CAPTIONS = [
+    "a bird with a red head and blue wings",
+    "this bird has a yellow body and a black beak",
+    "a small green bird with white wings",
+]
+IMAGE_SIZE, LOAD_SIZE, TEXT_DIM = 16, 20, 16
+
+
+def make_models(root: Path, seed: int = 0) -> Path:
+    """The project layout: root/gan/generator.pt and root/text/ (what train_gan and pretrain_text write)."""
+    import torch
+
+    from sisgan.config import GANConfig, TextConfig
+    from sisgan.models import Generator
+    from sisgan.text.model import TextModel
+    from sisgan.text.tokenizer import Vocabulary
+    from sisgan.train import checkpoint
+
+    torch.manual_seed(seed)
+    text_cfg = TextConfig(embed_dim=8, hidden_dim=TEXT_DIM, cnn_width=4, image_size=IMAGE_SIZE)
+    TextModel.create(text_cfg, Vocabulary.build(CAPTIONS)).save(root / "text")
+    gan_cfg = GANConfig(image_size=IMAGE_SIZE, width=0.125)
+    g = Generator(IMAGE_SIZE, TEXT_DIM, 0.125)
+    state = {
+        "generator": g.state_dict(),
+        "gan_config": gan_cfg.to_dict(),
+        "text_dim": TEXT_DIM,
+        "load_size": LOAD_SIZE,
+        "dataset": "synth-birds",
+        "text_model": "models/text",
+        "epochs_trained": 1,
+    }
+    checkpoint.save(root / "gan" / "generator.pt", state)
+    return root
+
+
+def make_bundle(folder: Path, seed: int = 0) -> Path:
+    """A self-contained bundle folder (generator.pt + text/)."""
+    from sisgan.inference import write_bundle
+
+    models = make_models(folder.parent / f".{folder.name}-models", seed)
+    return write_bundle(folder, models / "gan" / "generator.pt", models / "text")
+
+
+def photo(width: int = 50, height: int = 30, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    """A random image of any size and mode (not square, so the centre crop is exercised)."""
+    arr = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(arr).convert(mode)
+
+
+def encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def b64(image: Image.Image, fmt: str = "PNG") -> str:
+    return base64.b64encode(encoded(image, fmt)).decode("ascii")
