@@ -21,6 +21,7 @@ from typing import Any
 from pipeline.common import cli, section, stage_params, write_json
 from sisgan.config import RegisterConfig, TrackingConfig
 from sisgan.errors import ConfigError, DataError
+from sisgan.tracking import add_to_run_record
 
 GENERATOR = Path("models/gan/generator.pt")
 TEXT_DIR = Path("models/text")
@@ -194,6 +195,8 @@ def main() -> None:
         GENERATOR, TEXT_DIR, primary, name, cfg, dataset, tracking.experiment or f"sisgan-{dataset}"
     )
     write_json(OUT, record)
+    reg = {"name": name, "version": record["version"], "alias": record["decision"]}
+    add_to_run_record("register", {"registered_model": reg})
     print(f"register: {name} v{record['version']} -> {record['decision']} ({record['reason']})")
 
 

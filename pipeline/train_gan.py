@@ -130,6 +130,10 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
         bar.close()
         if not dist.is_main:
             return
+        # The final grid, also when the run only resumed a finished checkpoint (no epoch ran).
+        manipulation_grid(_crop(data, cfg), trainer.sample_grid(), captions).save(
+            "plots/train_gan_samples.png"
+        )
         export_generator(trainer, dataset, data_cfg.load_size)
         panels = {
             "discriminator": ["d_real", "d_mismatch", "d_fake"],

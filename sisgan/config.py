@@ -240,6 +240,7 @@ class GANConfig(Config):
     # Improvements over the paper (off in the paper profile).
     recon_weight: float = 0.0  # L1 reconstruction on the matching-text half of the batch (TAGAN-style)
     vse_weight: float = 0.0  # ranking loss of the frozen VSE image embedding of G's output vs φ(t̄)
+    residual_output: bool = False  # G outputs source + predicted change (starts as the identity)
     # Speed (same maths).
     share_fake: bool = True  # one G forward serves the D and G steps (the reference runs G twice)
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)

@@ -144,7 +144,14 @@ class Manipulator:
         gen_file, text_dir = _bundle_paths(_resolve(uri))
         state = checkpoint.load(gen_file, "cpu")
         cfg = GANConfig.from_dict(state["gan_config"])
-        g = Generator(cfg.image_size, int(state["text_dim"]), cfg.width, cfg.encoder, load_vgg=False)
+        g = Generator(
+            cfg.image_size,
+            int(state["text_dim"]),
+            cfg.width,
+            cfg.encoder,
+            load_vgg=False,
+            residual=cfg.residual_output,
+        )
         g.load_state_dict(state["generator"])
         return cls(g, TextModel.load(text_dir), int(state["load_size"]), device)
 

@@ -134,3 +134,11 @@ def stage_run(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2) + "\n")
         yield tracker
+
+
+def add_to_run_record(stage: str, fields: Mapping[str, Any], root: str | Path = ".") -> None:
+    """Add fields to runs/<stage>.json (e.g. the registered model, for the orchestration report)."""
+    path = Path(root) / RUNS_DIR / f"{stage}.json"
+    record = json.loads(path.read_text()) if path.is_file() else {"stage": stage}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**record, **fields}, indent=2) + "\n")

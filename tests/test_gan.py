@@ -209,6 +209,10 @@ def test_changed_settings_start_from_scratch(tmp_path):
     other = Trainer(_cfg(epochs=1, lr=1e-3), _data())
     assert not other.try_resume(tmp_path / "x.pt", log=messages.append)
     assert "lr" in messages[0] and other.epoch == 0
+    changed_data = _data(seed=1)
+    again = Trainer(_cfg(epochs=1), changed_data)
+    assert not again.try_resume(tmp_path / "x.pt", log=messages.append)
+    assert "training data" in messages[-1]
 
 
 def test_non_finite_loss_names_epoch_and_step_and_keeps_the_checkpoint(tmp_path):
@@ -216,9 +220,8 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_the_checkpoint(tmp_path)
     trainer = Trainer(_cfg(epochs=2), data)
     fit(trainer, tmp_path / "n.pt")  # two good epochs written
     good = checkpoint.load(tmp_path / "n.pt")
-    data.features[:] = np.nan
     broken = Trainer(_cfg(epochs=3), data)
-    broken.try_resume(tmp_path / "n.pt", log=lambda m: None)
+    assert broken.try_resume(tmp_path / "n.pt", log=lambda m: None)
     broken.features[:] = float("nan")
     with pytest.raises(NonFiniteLoss, match=r"at epoch 3, step 1; training stopped"):
         fit(broken, tmp_path / "n.pt")
@@ -281,3 +284,32 @@ def test_ddp_two_cpu_processes(tmp_path):
     ]
     ddp_losses = np.mean([ranks[0]["losses"], ranks[1]["losses"]], axis=0)
     np.testing.assert_allclose(ddp_losses, single_losses[: len(ddp_losses)], rtol=0.15)
+
+
+# Section: improvements behind params.
+
+
+def test_residual_output_starts_as_the_identity():
+    g = Generator(16, 10, 0.125, residual=True).eval()
+    x = torch.rand(2, 3, 16, 16) * 1.8 - 0.9
+    out, _, _ = g(x, torch.randn(2, 10), torch.randn(2, g.cond_dim))
+    torch.testing.assert_close(out, x)
+    trainer = Trainer(_cfg(residual_output=True), _data())
+    before = trainer.g.decoder[-2].weight.clone()
+    _, idx, real = next(trainer.batches(0))
+    trainer.train_step(real, trainer._text(idx))
+    assert not torch.equal(before, trainer.g.decoder[-2].weight), "the change branch learns"
+
+
+def test_vse_loss_needs_the_encoder_and_adds_a_term():
+    with pytest.raises(ConfigError, match="gan.vse_weight > 0 needs the pretrained text model"):
+        Trainer(_cfg(vse_weight=1.0), _data())
+    from sisgan.text.image_encoder import ConvImageEncoder
+
+    data = _data()
+    data.vse_encoder, data.vse_size = ConvImageEncoder(10, 8), 16
+    trainer = Trainer(_cfg(vse_weight=1.0), data)
+    _, idx, real = next(trainer.batches(0))
+    stats = trainer.train_step(real, trainer._text(idx))
+    assert float(stats["vse"]) > 0
+    assert not any(p.requires_grad for p in data.vse_encoder.parameters()), "the VSE encoder stays frozen"

@@ -165,6 +165,8 @@ def test_stage_writes_registered_json_and_the_cli_serves_the_champion(project, t
     second = stage()
     assert (second["version"], second["decision"], second["champion_version"]) == ("2", "challenger", "1")
     assert second["previous_champion"] == {"version": "1", "value": 0.6}
+    reg = json.loads((project.root / "runs/register.json").read_text())["registered_model"]
+    assert reg == {"name": "sisgan-synth-birds", "version": "2", "alias": "challenger"}
     assert "does not beat champion v1" in second["reason"]
 
     # `sisgan manipulate` with the registry URI of the champion.

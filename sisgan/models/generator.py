@@ -97,8 +97,10 @@ class Generator(nn.Module):
         encoder: str = "conv",
         vgg_weights: str | None = None,
         load_vgg: bool = True,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        self.residual = residual
         if image_size % 16 or image_size < 16:
             raise ConfigError(f"gan.image_size = {image_size} must be a multiple of 16 (16, 32, 48, 64, ...).")
         self.image_size, self.text_dim, self.width = image_size, text_dim, width
@@ -112,7 +114,7 @@ class Generator(nn.Module):
         self.cond_dim = ch(128, width)
         self.ca = ConditioningAugmentation(text_dim, self.cond_dim)
         self.fuse = nn.Sequential(nn.Conv2d(feat + self.cond_dim, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
-        self.residual = nn.Sequential(*[ResidualBlock(c) for _ in range(4)])
+        self.blocks = nn.Sequential(*[ResidualBlock(c) for _ in range(4)])
         c2, c3 = ch(256, width), ch(128, width)
         self.decoder = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="nearest"),
@@ -127,6 +129,12 @@ class Generator(nn.Module):
             nn.Tanh(),
         )
         self.apply(init_weights)
+        if residual:
+            # Residual output (an improvement, off in the paper profile): the decoder predicts a change
+            # added to the source, starting from exactly zero, so G begins as the identity and only has to
+            # learn what the text asks to change.
+            nn.init.zeros_(self.decoder[-2].weight)
+            nn.init.zeros_(self.decoder[-2].bias)
 
     def forward(
         self, image: torch.Tensor, text: torch.Tensor, noise: torch.Tensor
@@ -134,5 +142,8 @@ class Generator(nn.Module):
         feat = self.encoder(image)  # [B, 512w, S/4, S/4]
         cond, mu, log_sigma = self.ca(text, noise)  # [B, C]
         x = self.fuse(torch.cat([feat, tile(cond, feat.shape[-1]).to(feat.dtype)], dim=1))
-        x = self.residual(x)  # [B, 512w, S/4, S/4]
-        return self.decoder(x), mu, log_sigma  # [B, 3, S, S]
+        x = self.blocks(x)  # [B, 512w, S/4, S/4]
+        out = self.decoder(x)  # [B, 3, S, S] in [-1, 1]
+        if self.residual:
+            out = (image + 2 * out).clamp(-1, 1)  # a change of up to the full range in either direction
+        return out, mu, log_sigma

@@ -59,9 +59,27 @@ class GanData:
     vse_encoder: nn.Module | None = None
     vse_size: int | None = None
 
+    def fingerprint(self) -> str:
+        """Identifies the training data, so a checkpoint is never resumed on other images or captions."""
+        import hashlib
+
+        h = hashlib.sha1()
+        for arr in (self.images, self.features, self.counts):
+            h.update(str(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr).data)
+        return h.hexdigest()
+
 
 def build_models(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> tuple[Generator, Discriminator]:
-    g = Generator(cfg.image_size, text_dim, cfg.width, cfg.encoder, cfg.vgg_weights, load_vgg=load_vgg)
+    g = Generator(
+        cfg.image_size,
+        text_dim,
+        cfg.width,
+        cfg.encoder,
+        cfg.vgg_weights,
+        load_vgg=load_vgg,
+        residual=cfg.residual_output,
+    )
     d = Discriminator(cfg.image_size, text_dim, cfg.width)
     return g, d
 
@@ -95,6 +113,7 @@ class Trainer:
         dist: DistInfo | None = None,
     ) -> None:
         self.cfg, self.data, self.seed = cfg, data, seed
+        self.data_fingerprint = data.fingerprint()
         self.dist = dist or DistInfo()
         _check(cfg, data, self.dist)
         self.device = torch.device(device)
@@ -299,6 +318,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "seed": self.seed,
             "world_size": self.dist.world_size,
+            "data": self.data_fingerprint,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -326,11 +346,14 @@ class Trainer:
         state = checkpoint.load(path, "cpu")  # RNG states must stay on the CPU; weights move on load
         old, new = state.get("config", {}), self.cfg.to_dict()
         changed = sorted(k for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES)
-        if changed or state.get("seed") != self.seed or state.get("world_size") != self.dist.world_size:
-            log(
-                f"checkpoint {path} was trained with other settings "
-                f"({', '.join(changed) or 'seed/processes'}); starting from scratch."
-            )
+        if state.get("seed") != self.seed:
+            changed.append("seed")
+        if state.get("world_size") != self.dist.world_size:
+            changed.append("number of processes")
+        if state.get("data") != self.data_fingerprint:
+            changed.append("training data or caption features")
+        if changed:
+            log(f"checkpoint {path} was trained with other settings ({', '.join(changed)}); starting over.")
             return False
         self.load_state_dict(state)
         log(
