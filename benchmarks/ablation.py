@@ -46,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--variant", action="append", default=[])
+    ap.add_argument("--max-images", type=int, default=0, help="test images to evaluate on (0 = all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     params = load_params()
@@ -76,7 +77,9 @@ def main() -> None:
         trainer = Trainer(cfg, data, seed=params.get("seed", 0))
         fit(trainer, "/tmp/sisgan-ablation.pt")
         seconds = time.perf_counter() - t0
-        ctx = build_context(test, text, EvalConfig(), cfg.image_size, 0, torch.device("cpu"))
+        ctx = build_context(
+            test, text, EvalConfig(max_images=args.max_images), cfg.image_size, 0, torch.device("cpu")
+        )
         res = evaluate_rows(ctx, run_generator(ctx, trainer.g), ("counterfactual", "manipulative_precision"))
         cf = res["model"]["counterfactual"]
         rows.append(

@@ -1,0 +1,291 @@
+"""GAN training throughput: a reference-equivalent loop vs the project's real training step, same card.
+
+    python -m benchmarks.train_throughput                       # paper profile: width 1.0, 64x64, batch 64
+    python -m benchmarks.train_throughput --width 0.125 --size 16 --batch 8 --iters 3 --warmup 1 --images 64
+
+(a) `reference`: the costs of woozzu/dong_iccv_2017 patched for PyTorch 2 — fp32, a CPU DataLoader over
+    JPEG files with 4 workers (resize 74, random crop, flip), the text GRU run on every batch, mismatching
+    texts built on the host, three separate D passes with a backward each, G run twice (the D-step pass
+    with autograd), and a host sync for every logged loss.
+(b) `real`: `sisgan.train.gan.Trainer.train_step` exactly as the `train_gan` stage runs it (device-resident
+    data and augmentation, cached caption features, one G pass shared by both steps, bf16 autocast and
+    channels_last on CUDA, fused Adam, no host sync), with the switches of `params.yaml`'s gan section
+    overridable from the command line.
+
+For each: images/s (median over --iters steps after --warmup), FLOPs per image counted by
+torch.utils.flop_counter, achieved TFLOP/s, and the fraction of a bf16 matmul peak measured in the same run.
+Prints a table and writes JSON (benchmarks/results/train_throughput.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from benchmarks.common import print_table, write_json
+from sisgan.config import GANConfig, SynthConfig
+from sisgan.data import synth
+from sisgan.losses import kl_divergence
+from sisgan.text.encoder import TextEncoder
+from sisgan.text.tokenizer import Vocabulary
+from sisgan.train.gan import GanData, Trainer, build_models
+
+TEXT_DIM = 300
+
+
+# Section: a dataset with the reference's costs.
+
+
+def make_dataset(folder: Path, n: int, load: int) -> tuple[list[Path], list[str], np.ndarray]:
+    """n synth-birds images as JPEG files (the reference reads files) + one caption each + uint8 array."""
+    records = synth.generate(SynthConfig(n_images=n, n_classes=max(2, min(200, n // 4)), test_classes=1), 0)
+    paths, captions, arrays = [], [], []
+    from PIL import Image
+
+    for r in records:
+        image, _ = synth.render(r.scene, load)
+        path = folder / f"{r.image_id}.jpg"
+        Image.fromarray(image).save(path, quality=90)
+        paths.append(path)
+        captions.append(r.captions[0])
+        arrays.append(image)
+    return paths, captions, np.stack(arrays)
+
+
+class JpegCaptions(torch.utils.data.Dataset):
+    """The reference's data path: decode a JPEG, Resize(74) -> RandomCrop(size) -> flip, token ids."""
+
+    def __init__(
+        self, paths: list[Path], captions: list[str], vocab: Vocabulary, load: int, size: int
+    ) -> None:
+        from torchvision import transforms
+
+        self.paths, self.captions, self.vocab = paths, captions, vocab
+        self.transform = transforms.Compose(
+            [
+                transforms.Resize(load),
+                transforms.RandomCrop(size),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            image = self.transform(im.convert("RGB"))
+        ids = self.vocab.encode(self.captions[i])
+        padded = torch.zeros(self.vocab.max_words, dtype=torch.long)
+        padded[: len(ids)] = torch.tensor(ids)
+        return image, padded, len(ids)
+
+
+def reference_step_fn(cfg: GANConfig, device: torch.device, vocab: Vocabulary) -> tuple[Callable, dict]:
+    """One iteration of the reference loop on a loader batch (returns the losses as Python floats)."""
+    g, d = build_models(cfg, TEXT_DIM)
+    g.to(device), d.to(device)
+    text = TextEncoder(len(vocab), TEXT_DIM, TEXT_DIM).to(device).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], cfg.lr, (cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), cfg.lr, (cfg.beta1, cfg.beta2))
+    bce = F.binary_cross_entropy_with_logits
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        img, desc, lengths = batch
+        img, desc = img.to(device), desc.to(device)
+        with torch.no_grad():
+            phi = text(desc, lengths)  # the GRU on every batch
+        # Mismatching/relevant texts built on the host, as the reference does (a device->host copy).
+        phi_np = phi.cpu().numpy()
+        half = len(phi_np) // 2
+        mis = torch.from_numpy(np.roll(phi_np, 1, axis=0)).to(device)
+        rel = torch.from_numpy(np.concatenate([np.roll(phi_np[:half], -1, axis=0), phi_np[half:]])).to(device)
+        real = img * 2 - 1
+        ones, zeros = torch.ones(len(img), device=device), torch.zeros(len(img), device=device)
+        d.zero_grad()
+        loss_real = bce(d(real, phi), ones)
+        loss_real.backward()
+        loss_mis = 0.5 * bce(d(real, mis), zeros)
+        loss_mis.backward()
+        fake, _, _ = g(real, rel, torch.randn(len(img), g.cond_dim, device=device))  # with autograd
+        loss_fake = 0.5 * bce(d(fake.detach(), rel), zeros)
+        loss_fake.backward()
+        opt_d.step()
+        g.zero_grad()
+        fake, mu, log_sigma = g(real, rel, torch.randn(len(img), g.cond_dim, device=device))  # G again
+        kl = kl_divergence(mu, log_sigma)
+        loss_g = bce(d(fake, rel), ones)
+        (loss_g + cfg.kl_weight * kl).backward()
+        opt_g.step()
+        # The reference accumulates .data[0] of every loss: one host sync each.
+        return {
+            k: v.detach().item()
+            for k, v in {"real": loss_real, "mis": loss_mis, "fake": loss_fake, "g": loss_g, "kl": kl}.items()
+        }
+
+    return step, {"generator": g, "discriminator": d}
+
+
+# Section: timing.
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[], Any], iters: int, warmup: int, device: torch.device) -> list[float]:
+    for _ in range(warmup):
+        step()
+    sync(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def count_flops(step: Callable[[], Any]) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(device: torch.device) -> dict[str, float]:
+    """Measured dense matmul rate: bf16 on CUDA (the tensor-core ceiling), fp32 on CPU."""
+    n = 8192 if device.type == "cuda" else 1024
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = time_steps(lambda: a @ b, iters=20 if device.type == "cuda" else 5, warmup=3, device=device)
+    return {"dtype": str(dtype).removeprefix("torch."), "tflops": 2 * n**3 / statistics.median(times) / 1e12}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--iters", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--images", type=int, default=2048)
+    ap.add_argument("--workers", type=int, default=4, help="reference loader workers (the reference used 4)")
+    ap.add_argument("--modes", default="reference,real")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="gan option for the real step, e.g. --set compile=true --set bf16=false",
+    )
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    load = args.size + args.size // 8 + (2 if args.size >= 64 else 1)  # 64 -> 74 as in the paper
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    cfg = GANConfig.from_dict(
+        {"width": args.width, "image_size": args.size, "batch_size": args.batch, **overrides}
+    )
+    peak = matmul_peak(device)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, captions, arrays = make_dataset(Path(tmp), args.images, load)
+        vocab = Vocabulary.build(captions)
+        if "reference" in args.modes:
+            rows.append(bench_reference(cfg, device, vocab, paths, captions, load, args))
+        if "real" in args.modes:
+            rows.append(bench_real(cfg, device, vocab, captions, arrays, args))
+    for r in rows:
+        r["peak_fraction"] = r["tflops"] / peak["tflops"]
+    if len(rows) == 2:
+        rows[1]["speedup"] = rows[1]["images_per_s"] / rows[0]["images_per_s"]
+    print(
+        f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
+        f"{peak['dtype']} matmul peak {peak['tflops']:.1f} TFLOP/s"
+    )
+    print_table(rows, ["mode", "images_per_s", "gflop_per_image", "tflops", "peak_fraction", "speedup"])
+    path = write_json(
+        "train_throughput", {"args": vars(args), "gan": cfg.to_dict(), "peak": peak, "rows": rows}, args.out
+    )
+    print(f"wrote {path}")
+
+
+def bench_reference(cfg, device, vocab, paths, captions, load, args) -> dict[str, Any]:  # noqa: ANN001
+    ds = JpegCaptions(paths, captions, vocab, load, args.size)
+    loader = torch.utils.data.DataLoader(
+        ds,
+        batch_size=args.batch,
+        shuffle=True,
+        num_workers=args.workers,
+        drop_last=True,
+        persistent_workers=args.workers > 0,
+    )
+    step, _ = reference_step_fn(cfg, device, vocab)
+    batches = iter(())
+
+    def one() -> None:
+        nonlocal batches
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        step(batch)
+
+    flops = count_flops(one)
+    times = time_steps(one, args.iters, args.warmup, device)
+    return _row("reference", times, flops, args.batch)
+
+
+def bench_real(cfg, device, vocab, captions, arrays, args) -> dict[str, Any]:  # noqa: ANN001
+    feats = torch.randn(len(arrays), 1, TEXT_DIM).numpy()  # cached φ(t): the GRU never runs here
+    data = GanData(arrays, feats, np.ones(len(arrays), np.int64), arrays[:1], feats[:1, 0], ["-"])
+    trainer = Trainer(cfg, data, device=str(device))
+    batches = iter(())
+
+    def one() -> None:
+        nonlocal batches
+        try:
+            _, idx, real = next(batches)
+        except StopIteration:
+            batches = trainer.batches(0)
+            _, idx, real = next(batches)
+        trainer.train_step(real, trainer._text(idx))
+
+    flops = count_flops(one)
+    times = time_steps(one, args.iters, args.warmup, device)
+    return _row("real", times, flops, args.batch)
+
+
+def _row(mode: str, times: list[float], flops: float, batch: int) -> dict[str, Any]:
+    ips = batch / statistics.median(times)
+    per_image = flops / batch
+    return {
+        "mode": mode,
+        "images_per_s": ips,
+        "gflop_per_image": per_image / 1e9,
+        "tflops": per_image * ips / 1e12,
+        "median_step_ms": 1000 * statistics.median(times),
+    }
+
+
+if __name__ == "__main__":
+    main()
