@@ -38,20 +38,19 @@ def tiny_synth_cfg():
 def synth_items(tiny_synth_cfg):
     """SourceItems of a tiny synth-birds (what preprocess reads after download)."""
     from sisgan.data import synth
-    from sisgan.data.shards import SourceItem
+    from sisgan.data.sources import synth_items
 
-    return [
-        SourceItem(
-            image_id=r.image_id,
-            class_id=r.class_id,
-            class_name=r.class_name,
-            split=r.split,
-            captions=r.captions,
-            scene=r.scene.to_record(),
-            caption_attrs=r.caption_attrs,
-        )
-        for r in synth.generate(tiny_synth_cfg, seed=3)
-    ]
+    return synth_items(synth.generate(tiny_synth_cfg, seed=3))
+
+
+def synth_shards(out: Path, cfg, load_size: int, seed: int = 0) -> Path:  # noqa: ANN001
+    """Generate synth-birds for a SynthConfig and write its shards to `out`."""
+    from sisgan.data import synth
+    from sisgan.data.shards import build_shards
+    from sisgan.data.sources import synth_items
+
+    build_shards(synth_items(synth.generate(cfg, seed)), out, dataset="synth-birds", load_size=load_size)
+    return out
 
 
 # Section: a throw-away copy of the project for stage and DVC tests.

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sisgan.config import EvalConfig, SynthConfig, TextConfig
-from sisgan.data.shards import build_shards, load_split
+from sisgan.data.shards import load_split
 from sisgan.errors import ConfigError
 from sisgan.eval import image_metrics as im
 from sisgan.eval.evaluate import (
@@ -43,24 +43,11 @@ def test_pixel_metrics():
 
 @pytest.fixture(scope="module")
 def synth_test(tmp_path_factory):
-    from sisgan.data import synth
-    from sisgan.data.shards import SourceItem
+    from conftest import synth_shards
 
     cfg = SynthConfig(n_images=60, n_classes=12, test_classes=4, captions_per_image=3)
-    items = [
-        SourceItem(
-            r.image_id,
-            r.class_id,
-            r.class_name,
-            r.split,
-            r.captions,
-            scene=r.scene.to_record(),
-            caption_attrs=r.caption_attrs,
-        )
-        for r in synth.generate(cfg, seed=0)
-    ]
     out = tmp_path_factory.mktemp("eval")
-    build_shards(items, out, dataset="synth-birds", load_size=74)
+    synth_shards(out, cfg, load_size=74)
     return load_split(out, "test")
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sisgan.config import SynthConfig, TextConfig
-from sisgan.data.shards import build_shards, load_split
+from sisgan.data.shards import load_split
 from sisgan.errors import ConfigError, DataError
 from sisgan.eval.retrieval import recall_at_k
 from sisgan.losses import pairwise_ranking_loss
@@ -189,24 +189,11 @@ def test_recall_at_k():
 
 @pytest.fixture(scope="module")
 def small_synth(tmp_path_factory):
-    from sisgan.data import synth
-    from sisgan.data.shards import SourceItem
+    from conftest import synth_shards
 
     cfg = SynthConfig(n_images=360, n_classes=72, test_classes=12, captions_per_image=6)
-    items = [
-        SourceItem(
-            r.image_id,
-            r.class_id,
-            r.class_name,
-            r.split,
-            r.captions,
-            scene=r.scene.to_record(),
-            caption_attrs=r.caption_attrs,
-        )
-        for r in synth.generate(cfg, seed=0)
-    ]
     out = tmp_path_factory.mktemp("shards")
-    build_shards(items, out, dataset="synth-birds", load_size=36)
+    synth_shards(out, cfg, load_size=36)
     return load_split(out, "train"), load_split(out, "test")
 
 

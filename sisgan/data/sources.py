@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -73,23 +74,25 @@ def source_items(dataset: str, raw_dir: Path, data: DataConfig) -> tuple[list[So
     return real.source_items(dataset, raw_dir, data)
 
 
+def synth_items(records: Iterable[synth.SynthRecord]) -> list[SourceItem]:
+    """synth-birds records as preprocessing items (the scene is rendered by the shard writer)."""
+    return [
+        SourceItem(
+            image_id=rec.image_id,
+            class_id=rec.class_id,
+            class_name=rec.class_name,
+            split=rec.split,
+            captions=rec.captions,
+            scene=rec.scene.to_record(),
+            caption_attrs=rec.caption_attrs,
+        )
+        for rec in records
+    ]
+
+
 def _synth_items(raw_dir: Path) -> list[SourceItem]:
-    items = []
     with open(raw_dir / SYNTH_RECORDS) as fh:
-        for line in fh:
-            rec = synth.SynthRecord.from_json(json.loads(line))
-            items.append(
-                SourceItem(
-                    image_id=rec.image_id,
-                    class_id=rec.class_id,
-                    class_name=rec.class_name,
-                    split=rec.split,
-                    captions=rec.captions,
-                    scene=rec.scene.to_record(),
-                    caption_attrs=rec.caption_attrs,
-                )
-            )
-    return items
+        return synth_items(synth.SynthRecord.from_json(json.loads(line)) for line in fh)
 
 
 __all__ = ["DATASETS", "download", "source_items"]
