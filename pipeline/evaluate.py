@@ -14,7 +14,14 @@ import time
 from pipeline.common import cli, section, shard_dir, stage_params, write_json
 from sisgan.config import DataConfig, EvalConfig, TrackingConfig, resolve_device
 from sisgan.data.shards import load_split
-from sisgan.eval.evaluate import build_context, check_metrics, evaluate_rows, primary_metric, run_generator
+from sisgan.eval.evaluate import (
+    build_context,
+    check_metrics,
+    evaluate_rows,
+    ground_truth,
+    primary_metric,
+    run_generator,
+)
 from sisgan.eval.grids import caption_rows
 from sisgan.inference import Manipulator
 from sisgan.tracking import flatten, stage_run
@@ -53,10 +60,8 @@ def main() -> None:
         }
         write_json("metrics/eval.json", report)
         k = min(cfg.grid_rows, len(outputs))
-        cfs = results and ctx._cache.get("gt", {}).get("counterfactual")
-        caption_rows(ctx.sources[:k], ctx.captions[:k], outputs[:k], None if cfs is None else cfs[:k]).save(
-            GRID
-        )
+        cfs = ground_truth(ctx)["counterfactual"][:k] if ctx.synthetic else None
+        caption_rows(ctx.sources[:k], ctx.captions[:k], outputs[:k], cfs).save(GRID)
         run.log_metrics({k_: v for k_, v in flatten(results).items() if isinstance(v, int | float)})
         run.log_metrics({f"primary.{primary['name']}": primary["value"]})
         run.log_artifact("metrics/eval.json")

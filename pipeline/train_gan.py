@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline.common import cli, section, shard_dir, stage_params, write_json
 from sisgan.config import DataConfig, GANConfig, TextConfig, TrackingConfig, resolve_device
+from sisgan.data.images import center_crop
 from sisgan.data.shards import SplitData, load_split
 from sisgan.text.model import load_features
 from sisgan.train.distributed import init_from_env, shutdown
@@ -58,7 +59,7 @@ def main() -> None:
     params = stage_params(__doc__.splitlines()[0])
     dataset, seed = params["dataset"], params.get("seed", 0)
     data_cfg, cfg = section(params, DataConfig), section(params, GANConfig)
-    section(params, TextConfig)
+    section(params, TextConfig)  # validated here too: train_gan reads models/text when vse_weight > 0
     tracking = section(params, TrackingConfig)
     dist, device = init_from_env(resolve_device(cfg.device))
     try:
@@ -81,6 +82,7 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
     test_feats, _ = load_features(f"data/features/{dataset}/test.npz", test.image_ids)
     sources, targets, captions = sample_set(test, test_feats, cfg.samples)
     data = GanData(train.images, feats, counts, sources, targets, captions)
+    grid_sources = center_crop(sources, cfg.image_size)  # what the generator sees at sampling time
     if cfg.vse_weight:
         from sisgan.text.model import TextModel
 
@@ -113,7 +115,7 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
             run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
             write_csv("plots/train_gan.csv", trainer.history)
             if grid is not None:
-                image = manipulation_grid(_crop(data, cfg), grid, captions)
+                image = manipulation_grid(grid_sources, grid, captions)
                 Path("plots").mkdir(exist_ok=True)
                 image.save("plots/train_gan_samples.png")
                 if isinstance(run, Tracker) and run.run_id:
@@ -131,9 +133,7 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
         if not dist.is_main:
             return
         # The final grid, also when the run only resumed a finished checkpoint (no epoch ran).
-        manipulation_grid(_crop(data, cfg), trainer.sample_grid(), captions).save(
-            "plots/train_gan_samples.png"
-        )
+        manipulation_grid(grid_sources, trainer.sample_grid(), captions).save("plots/train_gan_samples.png")
         export_generator(trainer, dataset, data_cfg.load_size)
         panels = {
             "discriminator": ["d_real", "d_mismatch", "d_fake"],
@@ -167,13 +167,6 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
         run.log_artifact(str(MODEL_DIR / "generator.pt"), "generator")
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     print(f"train_gan: {json.dumps(shown)}")
-
-
-def _crop(data, cfg):  # noqa: ANN001, ANN202
-    """Centre crops of the grid's source images at the training size: [K, S, S, 3]."""
-    s, c = data.sample_images.shape[1], cfg.image_size
-    o = (s - c) // 2
-    return data.sample_images[:, o : o + c, o : o + c]
 
 
 if __name__ == "__main__":

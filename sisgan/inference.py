@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sisgan.config import GANConfig
-from sisgan.data.images import square_resize
+from sisgan.data.images import center_crop, square_resize
 from sisgan.errors import DataError, SisganError
 from sisgan.models import Generator
 from sisgan.text.model import TextModel
@@ -159,9 +159,7 @@ class Manipulator:
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """Image -> [3, S, S] in [-1, 1]: centre square, resize to the stored size, centre crop (as eval)."""
-        arr = square_resize(load_image(image), self.load_size)  # [L, L, 3]
-        o = (self.load_size - self.image_size) // 2
-        arr = arr[o : o + self.image_size, o : o + self.image_size]
+        arr = center_crop(square_resize(load_image(image), self.load_size), self.image_size)  # [S, S, 3]
         return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / 127.5 - 1
 
     @staticmethod

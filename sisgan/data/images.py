@@ -65,6 +65,16 @@ def load_image(source: str | Path | bytes, size: int, max_pixels: int) -> np.nda
         raise RejectedImage(f"corrupt or truncated image: {e}") from None
 
 
+def center_crop(arr: np.ndarray, size: int, channels_last: bool = True) -> np.ndarray:
+    """Centre size x size crop of [..., S, S, C] arrays (or [..., S, S] masks with channels_last=False).
+
+    The evaluation-time view of a training crop: the same region for sources, outputs and masks.
+    """
+    s = arr.shape[-3] if channels_last else arr.shape[-1]
+    o = (s - size) // 2
+    return arr[..., o : o + size, o : o + size, :] if channels_last else arr[..., o : o + size, o : o + size]
+
+
 def encode_png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=1)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from sisgan.config import EvalConfig
 from sisgan.data import synth
+from sisgan.data.images import center_crop
 from sisgan.data.shards import SplitData
 from sisgan.errors import ConfigError
 from sisgan.eval import image_metrics as im
@@ -45,8 +46,7 @@ class EvalContext:
         return self.target_attrs is not None and self.split.scenes is not None
 
     def crop(self, images: np.ndarray) -> np.ndarray:
-        o = (images.shape[1] - self.image_size) // 2
-        return images[:, o : o + self.image_size, o : o + self.image_size]
+        return center_crop(images, self.image_size)
 
 
 def make_pairs(split: SplitData, cfg: EvalConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,11 +122,10 @@ def ground_truth(ctx: EvalContext) -> dict[str, np.ndarray]:
         cfs.append(synth.render_counterfactual(scene, ctx.target_attrs[k], ctx.load_size))
         cores.append(np.stack([core[p] for p in synth.PARTS]))
         bgs.append(bg)
-    o, s_ = (ctx.load_size - ctx.image_size) // 2, ctx.image_size
     gt = {
-        "counterfactual": np.stack(cfs)[:, o : o + s_, o : o + s_],
-        "core": np.stack(cores)[:, :, o : o + s_, o : o + s_],  # [P, 4 parts, S, S]
-        "background": np.stack(bgs)[:, o : o + s_, o : o + s_],
+        "counterfactual": ctx.crop(np.stack(cfs)),
+        "core": center_crop(np.stack(cores), ctx.image_size, channels_last=False),  # [P, 4 parts, S, S]
+        "background": center_crop(np.stack(bgs), ctx.image_size, channels_last=False),
     }
     ctx._cache["gt"] = gt
     return gt

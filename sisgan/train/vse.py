@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from sisgan.config import TextConfig
@@ -126,7 +125,3 @@ def pretrain(
         if on_epoch:
             on_epoch(row)
     return model.eval(), history
-
-
-def caption_feature_table(model: TextModel, split: SplitData) -> tuple[np.ndarray, np.ndarray]:
-    return model.caption_features(split.captions)
