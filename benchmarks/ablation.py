@@ -28,7 +28,8 @@ KEYS = {
     "lr": "lr",
     "kl": "kl_weight",
     "batch": "batch_size",
-    "res": "residual_output",
+    "out": "output",
+    "cyc": "cycle_weight",
 }
 
 
@@ -38,7 +39,7 @@ def parse_variant(text: str) -> dict:
     out = {}
     for part in text.split(","):
         k, v = part.split("=")
-        out[KEYS[k]] = int(v) if k == "batch" else bool(int(v)) if k == "res" else float(v)
+        out[KEYS[k]] = int(v) if k == "batch" else v if k == "out" else float(v)
     return out
 
 
@@ -55,6 +56,8 @@ def main() -> None:
         "epochs": args.epochs,
         "recon_weight": 0.0,
         "vse_weight": 0.0,
+        "cycle_weight": 0.0,
+        "output": "direct",
     }
     shards = shard_dir(section(params, DataConfig).root, dataset)
     train, test = load_split(shards, "train"), load_split(shards, "test")

@@ -74,7 +74,7 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
     from sisgan.eval.grids import manipulation_grid
     from sisgan.eval.plots import line_png, write_csv
     from sisgan.tracking import Tracker, stage_run
-    from sisgan.train.gan import GanData, Hooks, Trainer, fit
+    from sisgan.train.gan import LOSS_KEYS, GanData, Hooks, Trainer, fit
 
     shards = shard_dir(data_cfg.root, dataset)
     train, test = load_split(shards, "train"), load_split(shards, "test")
@@ -139,17 +139,15 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
             "discriminator": ["d_real", "d_mismatch", "d_fake"],
             "generator": ["g_adv", "kl"]
             + (["recon"] if cfg.recon_weight else [])
-            + (["vse"] if cfg.vse_weight else []),
+            + (["vse"] if cfg.vse_weight else [])
+            + (["cycle"] if cfg.cycle_weight else []),
         }
         write_csv("plots/train_gan.csv", history)
         line_png("plots/train_gan.png", history, "epoch", panels, title=f"train_gan on {dataset}")
         last = history[-1]
         metrics = {
             "epochs": trainer.epoch,
-            **{
-                k: last[k]
-                for k in ("d_loss", "g_loss", "d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "vse")
-            },
+            **{k: last[k] for k in ("d_loss", "g_loss", *LOSS_KEYS)},
             "images_per_s": float(np.median([r["images_per_s"] for r in history])),
             "train_seconds": float(sum(r["seconds"] for r in history)),
             "processes": dist.world_size,

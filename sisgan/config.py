@@ -240,7 +240,8 @@ class GANConfig(Config):
     # Improvements over the paper (off in the paper profile).
     recon_weight: float = 0.0  # L1 reconstruction on the matching-text half of the batch (TAGAN-style)
     vse_weight: float = 0.0  # ranking loss of the frozen VSE image embedding of G's output vs φ(t̄)
-    residual_output: bool = False  # G outputs source + predicted change (starts as the identity)
+    cycle_weight: float = 0.0  # L1 of G(G(x, t̄), t) vs x on the mismatching half (cycle consistency)
+    output: Literal["direct", "residual", "mask"] = "direct"  # how G forms its image; see models.generator
     # Speed (same maths).
     share_fake: bool = True  # one G forward serves the D and G steps (the reference runs G twice)
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -271,6 +272,7 @@ class GANConfig(Config):
         self._require(self.kl_weight >= 0, "kl_weight", "must be >= 0.")
         self._require(self.recon_weight >= 0, "recon_weight", "must be >= 0.")
         self._require(self.vse_weight >= 0, "vse_weight", "must be >= 0.")
+        self._require(self.cycle_weight >= 0, "cycle_weight", "must be >= 0.")
         self._require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1 epoch.")
         self._require(self.sample_every >= 1, "sample_every", "must be at least 1 epoch.")
         self._require(self.samples >= 1, "samples", "must be at least 1.")

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sisgan.config import GANConfig
 from sisgan.data.images import center_crop, square_resize
 from sisgan.errors import DataError, SisganError
-from sisgan.models import Generator
+from sisgan.models import Generator, generator_from_config
 from sisgan.text.model import TextModel
 from sisgan.train import checkpoint
 
@@ -144,14 +144,7 @@ class Manipulator:
         gen_file, text_dir = _bundle_paths(_resolve(uri))
         state = checkpoint.load(gen_file, "cpu")
         cfg = GANConfig.from_dict(state["gan_config"])
-        g = Generator(
-            cfg.image_size,
-            int(state["text_dim"]),
-            cfg.width,
-            cfg.encoder,
-            load_vgg=False,
-            residual=cfg.residual_output,
-        )
+        g = generator_from_config(cfg, int(state["text_dim"]), load_vgg=False)
         g.load_state_dict(state["generator"])
         return cls(g, TextModel.load(text_dir), int(state["load_size"]), device)
 

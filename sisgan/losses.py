@@ -56,6 +56,25 @@ class DiscriminatorStep(torch.nn.Module):
         return self.d.score(feats, text), self.d.score(feats, mismatch), self.d(fake, relevant)
 
 
+class GeneratorStep(torch.nn.Module):
+    """The G forward of a step in one call (so DistributedDataParallel sees one forward):
+    (image, relevant text, noise) -> (fake, μ, log σ, cycled). With `cycle` on, cycled is G run again on
+    the mismatching half's output with that half's own text, G(G(x, t̄), t) [B/2, 3, S, S]; else None.
+    """
+
+    def __init__(self, generator: torch.nn.Module, cycle: bool = False) -> None:
+        super().__init__()
+        self.g, self.cycle = generator, cycle
+
+    def forward(self, real, relevant, noise, text=None):  # noqa: ANN001, ANN201
+        fake, mu, log_sigma = self.g(real, relevant, noise)
+        if not self.cycle:
+            return fake, mu, log_sigma, None
+        half = real.shape[0] // 2
+        cycled = self.g(fake[:half], text[:half], noise[:half].roll(1, dims=0))[0]
+        return fake, mu, log_sigma, cycled
+
+
 class SisganLoss:
     """Owns the GAN maths; the training loop only steps the phases.
 
@@ -66,7 +85,10 @@ class SisganLoss:
     + λ_rec · L1(G(x, t), x) on the matching half of the batch (TAGAN's reconstruction: keep what the
       text does not change), and
     + λ_vse · ranking loss between the frozen VSE image embedding of G(x, t̄) and φ(t̄) (a direct
-      text-image matching signal, as AttnGAN's DAMSM loss gives its generator).
+      text-image matching signal, as AttnGAN's DAMSM loss gives its generator), and
+    + λ_cyc · L1(G(G(x, t̄), t), x) on the mismatching half (CycleGAN's cycle consistency with the
+      source's own caption: undoing an edit needs the colours t names painted exactly where they were,
+      a pixel-level signal for following the text that no critic gives).
     """
 
     def __init__(
@@ -77,8 +99,10 @@ class SisganLoss:
         vse_encoder: torch.nn.Module | None = None,
         vse_size: int | None = None,
         margin: float = 0.2,
+        cycle_weight: float = 0.0,
     ) -> None:
         self.kl_weight, self.recon_weight, self.vse_weight = kl_weight, recon_weight, vse_weight
+        self.cycle_weight = cycle_weight
         self.vse_encoder, self.vse_size, self.margin = vse_encoder, vse_size, margin
         if vse_weight and vse_encoder is None:
             raise ValueError("vse_weight > 0 needs the frozen VSE image encoder")
@@ -97,8 +121,8 @@ class SisganLoss:
         )
         return d_real + d_mis + d_fake, {"d_real": d_real, "d_mismatch": d_mis, "d_fake": d_fake}
 
-    def g_loss(self, discriminator: torch.nn.Module, real, fake, mu, log_sigma, relevant):  # noqa: ANN001, ANN201
-        """-> (loss, {g_adv, kl, recon})."""
+    def g_loss(self, discriminator: torch.nn.Module, real, fake, mu, log_sigma, relevant, cycled=None):  # noqa: ANN001, ANN201
+        """-> (loss, {g_adv, kl, recon, vse, cycle}); cycled from GeneratorStep when cycle_weight > 0."""
         logit = discriminator(fake, relevant)
         g_adv = F.binary_cross_entropy_with_logits(logit.float(), torch.ones_like(logit, dtype=torch.float32))
         kl = kl_divergence(mu.float(), log_sigma.float())
@@ -114,4 +138,9 @@ class SisganLoss:
                 image = F.interpolate(fake, size=self.vse_size, mode="bilinear", align_corners=False)
             vse = pairwise_ranking_loss(self.vse_encoder(image).float(), relevant.float(), self.margin)
             loss = loss + self.vse_weight * vse
-        return loss, {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "vse": vse.detach()}
+        cycle = torch.zeros((), device=fake.device)
+        if self.cycle_weight:
+            cycle = (cycled.float() - real[:half].float()).abs().mean()
+            loss = loss + self.cycle_weight * cycle
+        stats = {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "vse": vse.detach()}
+        return loss, stats | {"cycle": cycle.detach()}

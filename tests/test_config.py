@@ -64,3 +64,29 @@ def test_project_params_file_is_valid():
     assert params["dataset"] == "synth-birds"
     section(params, DataConfig)
     section(params, SynthConfig)
+
+
+def test_make_repro_paper_gives_the_paper_recipe():
+    """`make repro-paper` applies PAPER_PROFILE to params.yaml: the result is GANConfig's paper defaults."""
+    import re
+
+    import yaml
+
+    from pipeline.common import set_path, validate_params
+    from sisgan.config import GANConfig, TextConfig
+
+    root = Path(__file__).resolve().parents[1]
+    makefile = (root / "Makefile").read_text()
+    body = re.search(r"^PAPER_PROFILE := (.*?)(?<!\\)\n", makefile, re.S | re.M).group(1)
+    params = load_params(root / "params.yaml")
+    for item in body.replace("\\\n", " ").split():
+        key, value = item.split("=", 1)
+        set_path(params, key, yaml.safe_load(value))
+    params = validate_params(params)
+    gan, paper = section(params, GANConfig), GANConfig()
+    recipe = (
+        "image_size width batch_size epochs lr beta1 lr_decay lr_decay_every kl_weight recon_weight "
+        "vse_weight cycle_weight output encoder"
+    ).split()
+    assert {k: getattr(gan, k) for k in recipe} == {k: getattr(paper, k) for k in recipe}
+    assert section(params, TextConfig).lr == 2e-4 and params["data"]["load_size"] == 74

@@ -9,7 +9,7 @@ from torch import nn
 
 from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
-from sisgan.losses import DiscriminatorStep, SisganLoss, kl_divergence, mismatched_and_relevant
+from sisgan.losses import DiscriminatorStep, GeneratorStep, SisganLoss, kl_divergence, mismatched_and_relevant
 from sisgan.models import Discriminator, Generator
 from sisgan.train import checkpoint
 from sisgan.train.gan import GanData, NonFiniteLoss, Trainer, fit, lr_at
@@ -289,16 +289,66 @@ def test_ddp_two_cpu_processes(tmp_path):
 # Section: improvements behind params.
 
 
-def test_residual_output_starts_as_the_identity():
-    g = Generator(16, 10, 0.125, residual=True).eval()
+@pytest.mark.parametrize("output", ["residual", "mask"])
+def test_residual_and_mask_outputs_start_near_the_identity_and_learn(output):
+    g = Generator(16, 10, 0.125, output=output).eval()
     x = torch.rand(2, 3, 16, 16) * 1.8 - 0.9
     out, _, _ = g(x, torch.randn(2, 10), torch.randn(2, g.cond_dim))
-    torch.testing.assert_close(out, x)
-    trainer = Trainer(_cfg(residual_output=True), _data())
-    before = trainer.g.decoder[-2].weight.clone()
+    if output == "residual":
+        torch.testing.assert_close(out, x)  # the change branch starts at exactly zero
+    else:
+        assert (out - x).abs().max() < 0.1  # the mask starts at sigmoid(-3): 5% repaint at most
+    trainer = Trainer(_cfg(output=output), _data())
+    before = trainer.g.to_rgb.weight.clone()
     _, idx, real = next(trainer.batches(0))
     trainer.train_step(real, trainer._text(idx))
-    assert not torch.equal(before, trainer.g.decoder[-2].weight), "the change branch learns"
+    assert not torch.equal(before, trainer.g.to_rgb.weight), "the output layer learns"
+
+
+def test_mask_output_blends_source_and_repaint():
+    g = Generator(16, 10, 0.125, output="mask").eval()
+    with torch.no_grad():
+        g.to_rgb.bias[3] = 30.0  # mask fully open: the output is the repaint layer alone
+        x = torch.rand(2, 3, 16, 16) * 2 - 1
+        out, _, _ = g(x, torch.randn(2, 10), torch.zeros(2, g.cond_dim))
+        g.to_rgb.bias[3] = -30.0  # mask closed: the output is the source
+        kept, _, _ = g(x, torch.randn(2, 10), torch.zeros(2, g.cond_dim))
+    torch.testing.assert_close(kept, x)
+    assert (out - x).abs().mean() > 0.1
+
+
+def test_cycle_term_is_g_run_back_with_the_sources_own_text():
+    torch.manual_seed(0)
+    g = Generator(16, 10, 0.125).eval()
+    step = GeneratorStep(g, cycle=True)
+    real, text, noise = torch.randn(4, 3, 16, 16), torch.randn(4, 10), torch.randn(4, g.cond_dim)
+    _, rel = mismatched_and_relevant(text)
+    with torch.no_grad():
+        fake, mu, ls, cycled = step(real, rel, noise, text)
+        expected = g(fake[:2], text[:2], noise[:2].roll(1, dims=0))[0]
+    torch.testing.assert_close(cycled, expected)
+    assert GeneratorStep(g)(real, rel, noise, text)[3] is None  # off: no second pass
+    d = Discriminator(16, 10, 0.125)
+    base = SisganLoss().g_loss(d, real, fake, mu, ls, rel)
+    exact = SisganLoss(cycle_weight=5.0).g_loss(d, real, fake, mu, ls, rel, real[:2])
+    off = SisganLoss(cycle_weight=5.0).g_loss(d, real, fake, mu, ls, rel, real[:2] + 0.2)
+    assert float(exact[1]["cycle"]) == 0.0 and float(exact[0]) == pytest.approx(float(base[0]))
+    assert float(off[1]["cycle"]) == pytest.approx(0.2)
+    assert float(off[0]) == pytest.approx(float(base[0]) + 1.0)
+
+
+def test_training_with_the_cycle_term_reports_it():
+    trainer = Trainer(_cfg(cycle_weight=1.0, output="mask"), _data())
+    _, idx, real = next(trainer.batches(0))
+    stats = trainer.train_step(real, trainer._text(idx))
+    assert 0 < float(stats["cycle"]) < 2 and torch.isfinite(stats["g_loss"])
+
+
+def test_unknown_output_mode_is_a_clear_error():
+    with pytest.raises(ConfigError, match="gan.output"):
+        _cfg(output="blend")
+    with pytest.raises(ConfigError, match="gan.output = 'blend' is unknown"):
+        Generator(16, 10, 0.125, output="blend")
 
 
 def test_vse_loss_needs_the_encoder_and_adds_a_term():

@@ -131,9 +131,13 @@ def ground_truth(ctx: EvalContext) -> dict[str, np.ndarray]:
     return gt
 
 
-def _part_accuracy(ctx: EvalContext, outputs: np.ndarray, core: np.ndarray) -> tuple[float, float, int, int]:
-    """Attribute accuracy on named parts and keep accuracy on unnamed ones (nearest palette colour)."""
-    hit_named = n_named = hit_kept = n_kept = 0
+def _part_accuracy(ctx: EvalContext, outputs: np.ndarray, core: np.ndarray) -> dict[str, Any]:
+    """Attribute accuracy on named parts (overall and per part) and keep accuracy on unnamed ones.
+
+    A part's colour is the nearest palette colour to its mean over the part's core pixels.
+    """
+    named = {p: [0, 0] for p in synth.PARTS}  # part -> [hits, count]
+    kept = [0, 0]
     for k in range(len(outputs)):
         scene = ctx.split.scenes[ctx.source_index[k]]
         for j, part in enumerate(synth.PARTS):
@@ -142,30 +146,36 @@ def _part_accuracy(ctx: EvalContext, outputs: np.ndarray, core: np.ndarray) -> t
                 continue  # too small to have a whole pixel at this size
             colour = synth.nearest_colour(outputs[k][mask].mean(axis=0))
             if part in ctx.target_attrs[k]:
-                n_named += 1
-                hit_named += colour == ctx.target_attrs[k][part]
+                named[part][0] += colour == ctx.target_attrs[k][part]
+                named[part][1] += 1
             else:
-                n_kept += 1
-                hit_kept += colour == scene[part]
-    return hit_named / max(n_named, 1), hit_kept / max(n_kept, 1), n_named, n_kept
+                kept[0] += colour == scene[part]
+                kept[1] += 1
+    hits, count = sum(h for h, _ in named.values()), sum(n for _, n in named.values())
+    return {
+        "attribute_accuracy": hits / max(count, 1),
+        "keep_accuracy": kept[0] / max(kept[1], 1),
+        **{f"attribute_accuracy_{p}": h / max(n, 1) for p, (h, n) in named.items()},
+        "named_parts": count,
+        "kept_parts": kept[1],
+    }
 
 
 def counterfactual_metrics(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
     if not ctx.synthetic:
         return {"skipped": "needs ground truth (synth-birds only)"}
     gt = ground_truth(ctx)
-    attr, keep, n_named, n_kept = _part_accuracy(ctx, outputs, gt["core"])
+    parts = _part_accuracy(ctx, outputs, gt["core"])
     cf = gt["counterfactual"]
     return {
-        "attribute_accuracy": attr,
-        "keep_accuracy": keep,
-        "edit_score": attr * keep,
+        "attribute_accuracy": parts["attribute_accuracy"],
+        "keep_accuracy": parts["keep_accuracy"],
+        "edit_score": parts["attribute_accuracy"] * parts["keep_accuracy"],
         "background_psnr": float(im.psnr(outputs, ctx.sources, gt["background"]).mean()),
         "cf_psnr": float(im.psnr(outputs, cf).mean()),
         "cf_ssim": float(im.ssim(outputs, cf).mean()),
         "cf_l1": float(im.l1(outputs, cf).mean()),
-        "named_parts": n_named,
-        "kept_parts": n_kept,
+        **{k: v for k, v in parts.items() if k not in ("attribute_accuracy", "keep_accuracy")},
     }
 
 

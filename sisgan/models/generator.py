@@ -7,9 +7,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
 from sisgan.models.blocks import ResidualBlock, ch, init_weights, tile
 
+# How G's last layer forms the output image: "direct" (the paper: tanh of the decoder), "residual" (source +
+# a predicted change) or "mask" (a repaint layer blended into the source by a predicted mask, as GANimation
+# does for faces). The last two are improvements, off in the paper profile.
+OUTPUTS = ("direct", "residual", "mask")
+MASK_INIT_BIAS = -3.0
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -97,10 +103,12 @@ class Generator(nn.Module):
         encoder: str = "conv",
         vgg_weights: str | None = None,
         load_vgg: bool = True,
-        residual: bool = False,
+        output: str = "direct",
     ) -> None:
         super().__init__()
-        self.residual = residual
+        if output not in OUTPUTS:
+            raise ConfigError(f"gan.output = {output!r} is unknown; choose one of {', '.join(OUTPUTS)}.")
+        self.output = output
         if image_size % 16 or image_size < 16:
             raise ConfigError(f"gan.image_size = {image_size} must be a multiple of 16 (16, 32, 48, 64, ...).")
         self.image_size, self.text_dim, self.width = image_size, text_dim, width
@@ -125,16 +133,18 @@ class Generator(nn.Module):
             nn.Conv2d(c2, c3, 3, padding=1, bias=False),
             nn.BatchNorm2d(c3),
             nn.ReLU(inplace=True),
-            nn.Conv2d(c3, 3, 3, padding=1),
-            nn.Tanh(),
         )
+        # The last 3x3 conv. "mask" also sees the source pixels (a skip connection: the decoder works from
+        # S/4 features, and a mask has to follow the parts' edges at full resolution) and adds a 4th channel.
+        self.to_rgb = nn.Conv2d(c3 + (3 if output == "mask" else 0), 4 if output == "mask" else 3, 3, padding=1)
         self.apply(init_weights)
-        if residual:
-            # Residual output (an improvement, off in the paper profile): the decoder predicts a change
-            # added to the source, starting from exactly zero, so G begins as the identity and only has to
-            # learn what the text asks to change.
-            nn.init.zeros_(self.decoder[-2].weight)
-            nn.init.zeros_(self.decoder[-2].bias)
+        if output == "residual":
+            # The change starts at exactly zero: G begins as the identity.
+            nn.init.zeros_(self.to_rgb.weight)
+            nn.init.zeros_(self.to_rgb.bias)
+        elif output == "mask":
+            # The mask starts almost closed (sigmoid(-3) = 0.05): G begins close to the identity.
+            nn.init.constant_(self.to_rgb.bias[3:], MASK_INIT_BIAS)
 
     def forward(
         self, image: torch.Tensor, text: torch.Tensor, noise: torch.Tensor
@@ -143,7 +153,19 @@ class Generator(nn.Module):
         cond, mu, log_sigma = self.ca(text, noise)  # [B, C]
         x = self.fuse(torch.cat([feat, tile(cond, feat.shape[-1]).to(feat.dtype)], dim=1))
         x = self.blocks(x)  # [B, 512w, S/4, S/4]
-        out = self.decoder(x)  # [B, 3, S, S] in [-1, 1]
-        if self.residual:
+        x = self.decoder(x)  # [B, 128w, S, S]
+        if self.output == "mask":
+            y = self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1))  # [B, 4, S, S]
+            mask = torch.sigmoid(y[:, 3:])  # [B, 1, S, S]: where to repaint
+            return mask * torch.tanh(y[:, :3]) + (1 - mask) * image, mu, log_sigma
+        out = torch.tanh(self.to_rgb(x))  # [B, 3, S, S] in [-1, 1]
+        if self.output == "residual":
             out = (image + 2 * out).clamp(-1, 1)  # a change of up to the full range in either direction
         return out, mu, log_sigma
+
+
+def generator_from_config(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> Generator:
+    """The generator `gan:` describes (training builds it with the VGG weights, inference without)."""
+    return Generator(
+        cfg.image_size, text_dim, cfg.width, cfg.encoder, cfg.vgg_weights, load_vgg=load_vgg, output=cfg.output
+    )

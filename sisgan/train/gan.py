@@ -23,12 +23,12 @@ from torch import nn
 from sisgan.config import GANConfig
 from sisgan.data.loader import DeviceLoader, center_crop, to_unit_range
 from sisgan.errors import ConfigError, SisganError
-from sisgan.losses import DiscriminatorStep, SisganLoss, mismatched_and_relevant
-from sisgan.models import Discriminator, Generator
+from sisgan.losses import DiscriminatorStep, GeneratorStep, SisganLoss, mismatched_and_relevant
+from sisgan.models import Discriminator, Generator, generator_from_config
 from sisgan.train import checkpoint
 from sisgan.train.distributed import DistInfo, all_reduce_mean
 
-LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "vse")
+LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "vse", "cycle")
 # Parameters that may change between a checkpoint and a resumed run (training simply continues).
 RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "sample_every", "samples", "device", "compile"}
 
@@ -71,17 +71,7 @@ class GanData:
 
 
 def build_models(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> tuple[Generator, Discriminator]:
-    g = Generator(
-        cfg.image_size,
-        text_dim,
-        cfg.width,
-        cfg.encoder,
-        cfg.vgg_weights,
-        load_vgg=load_vgg,
-        residual=cfg.residual_output,
-    )
-    d = Discriminator(cfg.image_size, text_dim, cfg.width)
-    return g, d
+    return generator_from_config(cfg, text_dim, load_vgg), Discriminator(cfg.image_size, text_dim, cfg.width)
 
 
 def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
@@ -126,12 +116,12 @@ class Trainer:
         self.g.to(self.device, memory_format=self.memory_format)
         self.d.to(self.device, memory_format=self.memory_format)
         self.d_step = DiscriminatorStep(self.d)
-        self.g_train: nn.Module = self.g
+        self.g_train: nn.Module = GeneratorStep(self.g, cycle=cfg.cycle_weight > 0)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if cuda else None
-            self.g_train = DDP(self.g, device_ids=ids)
+            self.g_train = DDP(self.g_train, device_ids=ids)
             self.d_step = DDP(self.d_step, device_ids=ids)
         if cfg.compile:
             self.g_train = torch.compile(self.g_train)
@@ -145,7 +135,9 @@ class Trainer:
                 .eval()
                 .requires_grad_(False)
             )
-        self.loss = SisganLoss(cfg.kl_weight, cfg.recon_weight, cfg.vse_weight, vse, data.vse_size)
+        self.loss = SisganLoss(
+            cfg.kl_weight, cfg.recon_weight, cfg.vse_weight, vse, data.vse_size, cycle_weight=cfg.cycle_weight
+        )
 
         betas = (cfg.beta1, cfg.beta2)
         fused = {"fused": True} if cuda else {}
@@ -196,11 +188,11 @@ class Trainer:
         mismatch, relevant = mismatched_and_relevant(text)
         with self._autocast():
             if self.cfg.share_fake:
-                fake, mu, log_sigma = self.g_train(real, relevant, self._noise(len(real)))
+                fake, mu, log_sigma, cycled = self.g_train(real, relevant, self._noise(len(real)), text)
                 fake_for_d = fake.detach()
             else:
                 with torch.no_grad():
-                    fake_for_d = self.g_train(real, relevant, self._noise(len(real)))[0]
+                    fake_for_d = self.g(real, relevant, self._noise(len(real)))[0]
             d_loss, d_stats = self.loss.d_loss(self.d_step, real, fake_for_d, text, mismatch, relevant)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -210,8 +202,8 @@ class Trainer:
         self.d.requires_grad_(False)
         with self._autocast():
             if not self.cfg.share_fake:
-                fake, mu, log_sigma = self.g_train(real, relevant, self._noise(len(real)))
-            g_loss, g_stats = self.loss.g_loss(self.d, real, fake, mu, log_sigma, relevant)
+                fake, mu, log_sigma, cycled = self.g_train(real, relevant, self._noise(len(real)), text)
+            g_loss, g_stats = self.loss.g_loss(self.d, real, fake, mu, log_sigma, relevant, cycled)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
