@@ -63,8 +63,8 @@ def _handler(state: Server) -> type[BaseHTTPRequestHandler]:
             for k, v in (extra or {}).items():
                 self.send_header(k, v)
             self.end_headers()
+            state.sent += len(body)  # counted before writing: the client may finish reading first
             self.wfile.write(body)
-            state.sent += len(body)
 
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             path, rng = self.path, self.headers.get("Range")
@@ -97,8 +97,8 @@ def _handler(state: Server) -> type[BaseHTTPRequestHandler]:
                 for k, v in extra.items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(body[:cut])
                 state.sent += cut
+                self.wfile.write(body[:cut])
                 self.close_connection = True
                 return
             self._reply(status, body, "application/octet-stream", extra)
