@@ -1,6 +1,8 @@
 """Ablation on synth-birds: the paper's losses vs the improvements, scored against the ground truth.
 
-    python -m benchmarks.ablation --epochs 10 --variant paper --variant recon=10 --variant recon=10,vse=1
+    python -m benchmarks.ablation --epochs 10 --variant paper --variant recon=10,vse=1,out=mask
+
+Variant keys: recon, vse, cyc (loss weights), lr, kl, batch, out (direct | residual | mask).
 
 Trains each variant from the same initialisation on the current shards and cached caption features
 (run `dvc repro pretrain_text` first), evaluates it with the `evaluate` stage's metrics and prints a

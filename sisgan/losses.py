@@ -25,10 +25,15 @@ def pairwise_ranking_loss(images: torch.Tensor, texts: torch.Tensor, margin: flo
 # Section: SISGAN.
 
 
+def mismatching_rows(batch: int) -> int:
+    """How many leading rows of a batch get mismatching "relevant" text (the rest keep their own)."""
+    return batch // 2
+
+
 def mismatched_and_relevant(text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """From matching φ(t) [B, T]: mismatching t̂ (another image's caption: roll by one) and "relevant" t̄
     (first half mismatching, second half matching), as the reference implementation builds them."""
-    half = text.shape[0] // 2
+    half = mismatching_rows(text.shape[0])
     mismatch = text.roll(1, dims=0)
     relevant = torch.cat([text[:half].roll(-1, dims=0), text[half:]])
     return mismatch, relevant
@@ -70,7 +75,7 @@ class GeneratorStep(torch.nn.Module):
         fake, mu, log_sigma = self.g(real, relevant, noise)
         if not self.cycle:
             return fake, mu, log_sigma, None
-        half = real.shape[0] // 2
+        half = mismatching_rows(real.shape[0])
         cycled = self.g(fake[:half], text[:half], noise[:half].roll(1, dims=0))[0]
         return fake, mu, log_sigma, cycled
 
@@ -127,7 +132,7 @@ class SisganLoss:
         g_adv = F.binary_cross_entropy_with_logits(logit.float(), torch.ones_like(logit, dtype=torch.float32))
         kl = kl_divergence(mu.float(), log_sigma.float())
         loss = g_adv + self.kl_weight * kl
-        half = real.shape[0] // 2
+        half = mismatching_rows(real.shape[0])
         recon = (fake[half:].float() - real[half:].float()).abs().mean()  # matching text: output = input
         if self.recon_weight:
             loss = loss + self.recon_weight * recon
