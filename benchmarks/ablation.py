@@ -2,7 +2,7 @@
 
     python -m benchmarks.ablation --epochs 10 --variant paper --variant recon=10,vse=1,out=mask
 
-Variant keys: recon, vse, cyc (loss weights), lr, kl, batch, out (direct | residual | mask).
+Variant keys: recon, vse, cyc (loss weights), lr, kl, batch, out (direct | residual | mask), rc (recolour: 1).
 
 Trains each variant from the same initialisation on the current shards and cached caption features
 (run `dvc repro pretrain_text` first), evaluates it with the `evaluate` stage's metrics and prints a
@@ -32,6 +32,7 @@ KEYS = {
     "batch": "batch_size",
     "out": "output",
     "cyc": "cycle_weight",
+    "rc": "recolour",
 }
 
 
@@ -41,7 +42,7 @@ def parse_variant(text: str) -> dict:
     out = {}
     for part in text.split(","):
         k, v = part.split("=")
-        out[KEYS[k]] = int(v) if k == "batch" else v if k == "out" else float(v)
+        out[KEYS[k]] = int(v) if k == "batch" else v if k == "out" else v == "1" if k == "rc" else float(v)
     return out
 
 

@@ -241,6 +241,7 @@ class GANConfig(Config):
     recon_weight: float = 0.0  # L1 reconstruction on the matching-text half of the batch (TAGAN-style)
     vse_weight: float = 0.0  # ranking loss of the frozen VSE image embedding of G's output vs φ(t̄)
     cycle_weight: float = 0.0  # L1 of G(G(x, t̄), t) vs x on the mismatching half (cycle consistency)
+    recolour: bool = False  # recon learns from G(recoloured x, t) = x: repaint what the text names
     output: Literal["direct", "residual", "mask"] = "direct"  # how G forms its image; see models.generator
     # Speed (same maths).
     share_fake: bool = True  # one G forward serves the D and G steps (the reference runs G twice)
@@ -273,6 +274,11 @@ class GANConfig(Config):
         self._require(self.recon_weight >= 0, "recon_weight", "must be >= 0.")
         self._require(self.vse_weight >= 0, "vse_weight", "must be >= 0.")
         self._require(self.cycle_weight >= 0, "cycle_weight", "must be >= 0.")
+        self._require(
+            not self.recolour or self.recon_weight > 0,
+            "recolour",
+            "needs recon_weight > 0 (it works through it).",
+        )
         self._require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1 epoch.")
         self._require(self.sample_every >= 1, "sample_every", "must be at least 1 epoch.")
         self._require(self.samples >= 1, "samples", "must be at least 1.")

@@ -13,6 +13,7 @@ from sisgan.losses import DiscriminatorStep, GeneratorStep, SisganLoss, kl_diver
 from sisgan.models import Discriminator, Generator
 from sisgan.train import checkpoint
 from sisgan.train.gan import GanData, NonFiniteLoss, Trainer, fit, lr_at
+from sisgan.train.recolour import recolour_keyed
 
 # Section: networks.
 
@@ -363,3 +364,47 @@ def test_vse_loss_needs_the_encoder_and_adds_a_term():
     stats = trainer.train_step(real, trainer._text(idx))
     assert float(stats["vse"]) > 0
     assert not any(p.requires_grad for p in data.vse_encoder.parameters()), "the VSE encoder stays frozen"
+
+
+# Section: colour-keyed recolouring (gan.recolour).
+
+
+def _two_birds() -> torch.Tensor:
+    """Two 16x16 images on a grey background: a red square in one, a blue square in the other."""
+    images = torch.full((2, 3, 16, 16), 0.0)
+    images[0, :, 4:12, 4:12] = torch.tensor([0.8, -0.8, -0.8])[:, None, None]
+    images[1, :, 4:12, 4:12] = torch.tensor([-0.8, -0.8, 0.8])[:, None, None]
+    return images
+
+
+def test_recolouring_gives_the_object_another_images_colour_and_keeps_the_rest():
+    images = _two_birds()
+    out = recolour_keyed(images, torch.Generator().manual_seed(0), candidates=16)
+    # Each square takes the other image's square colour (the batch rolled by one); background untouched.
+    torch.testing.assert_close(out[0, :, 4:12, 4:12], images[1, :, 4:12, 4:12], atol=1e-3, rtol=0)
+    torch.testing.assert_close(out[1, :, 4:12, 4:12], images[0, :, 4:12, 4:12], atol=1e-3, rtol=0)
+    outside = torch.ones(16, 16, dtype=torch.bool)
+    outside[4:12, 4:12] = False
+    torch.testing.assert_close(out[:, :, outside], images[:, :, outside], atol=1e-6, rtol=0)
+
+
+def test_recolouring_is_seeded_and_stays_in_range():
+    images = torch.rand(6, 3, 16, 16) * 2 - 1
+    a = recolour_keyed(images, torch.Generator().manual_seed(1))
+    b = recolour_keyed(images, torch.Generator().manual_seed(1))
+    c = recolour_keyed(images, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == images.shape and a.min() >= -1 and a.max() <= 1
+
+
+def test_recolour_feeds_g_recoloured_matching_rows_and_needs_recon():
+    with pytest.raises(ConfigError, match="gan.recolour.*recon_weight > 0"):
+        _cfg(recolour=True)
+    trainer = Trainer(_cfg(recolour=True, recon_weight=1.0), _data())
+    _, idx, real = next(trainer.batches(0))
+    source = trainer._recoloured(real)
+    half = real.shape[0] // 2
+    assert torch.equal(source[:half], real[:half])  # mismatching rows: the edit's source as it is
+    assert not torch.equal(source[half:], real[half:])
+    stats = trainer.train_step(real, trainer._text(idx))
+    assert all(torch.isfinite(v) for v in stats.values())

@@ -23,10 +23,17 @@ from torch import nn
 from sisgan.config import GANConfig
 from sisgan.data.loader import DeviceLoader, center_crop, to_unit_range
 from sisgan.errors import ConfigError, SisganError
-from sisgan.losses import DiscriminatorStep, GeneratorStep, SisganLoss, mismatched_and_relevant
+from sisgan.losses import (
+    DiscriminatorStep,
+    GeneratorStep,
+    SisganLoss,
+    mismatched_and_relevant,
+    mismatching_rows,
+)
 from sisgan.models import Discriminator, Generator, generator_from_config
 from sisgan.train import checkpoint
 from sisgan.train.distributed import DistInfo, all_reduce_mean
+from sisgan.train.recolour import recolour_keyed
 
 LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "vse", "cycle")
 # Parameters that may change between a checkpoint and a resumed run (training simply continues).
@@ -176,6 +183,11 @@ class Trainer:
         j = (u * self.counts[idx]).long()
         return self.features[idx, j]
 
+    def _recoloured(self, real: torch.Tensor) -> torch.Tensor:
+        """real with one colour-keyed region of each matching-half image recoloured: [B, 3, S, S]."""
+        half = mismatching_rows(real.shape[0])
+        return torch.cat([real[:half], recolour_keyed(real[half:], self.noise_gen)])
+
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.g.cond_dim, device=self.device, generator=self.noise_gen)
 
@@ -186,13 +198,14 @@ class Trainer:
         """One D step and one G step. real [B, 3, S, S] in [-1, 1], text φ(t) [B, T]. No host sync."""
         real = real.contiguous(memory_format=self.memory_format)
         mismatch, relevant = mismatched_and_relevant(text)
+        source = self._recoloured(real) if self.cfg.recolour else real  # G's input; the target stays real
         with self._autocast():
             if self.cfg.share_fake:
-                fake, mu, log_sigma, cycled = self.g_train(real, relevant, self._noise(len(real)), text)
+                fake, mu, log_sigma, cycled = self.g_train(source, relevant, self._noise(len(real)), text)
                 fake_for_d = fake.detach()
             else:
                 with torch.no_grad():
-                    fake_for_d = self.g(real, relevant, self._noise(len(real)))[0]
+                    fake_for_d = self.g(source, relevant, self._noise(len(real)))[0]
             d_loss, d_stats = self.loss.d_loss(self.d_step, real, fake_for_d, text, mismatch, relevant)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -202,7 +215,7 @@ class Trainer:
         self.d.requires_grad_(False)
         with self._autocast():
             if not self.cfg.share_fake:
-                fake, mu, log_sigma, cycled = self.g_train(real, relevant, self._noise(len(real)), text)
+                fake, mu, log_sigma, cycled = self.g_train(source, relevant, self._noise(len(real)), text)
             g_loss, g_stats = self.loss.g_loss(self.d, real, fake, mu, log_sigma, relevant, cycled)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
