@@ -34,6 +34,8 @@ KEYS = {
     "cyc": "cycle_weight",
     "rc": "recolour",
 }
+# How a variant value is read; every other key is a float weight or rate.
+PARSE = {"batch": int, "out": str, "rc": lambda v: v == "1"}
 
 
 def parse_variant(text: str) -> dict:
@@ -42,7 +44,7 @@ def parse_variant(text: str) -> dict:
     out = {}
     for part in text.split(","):
         k, v = part.split("=")
-        out[KEYS[k]] = int(v) if k == "batch" else v if k == "out" else v == "1" if k == "rc" else float(v)
+        out[KEYS[k]] = PARSE.get(k, float)(v)
     return out
 
 

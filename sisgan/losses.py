@@ -147,5 +147,10 @@ class SisganLoss:
         if self.cycle_weight:
             cycle = (cycled.float() - real[:half].float()).abs().mean()
             loss = loss + self.cycle_weight * cycle
-        stats = {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "vse": vse.detach()}
-        return loss, stats | {"cycle": cycle.detach()}
+        return loss, {
+            "g_adv": g_adv,
+            "kl": kl,
+            "recon": recon.detach(),
+            "vse": vse.detach(),
+            "cycle": cycle.detach(),
+        }
