@@ -56,7 +56,8 @@ def counterfactual_targets(
 class SupervisedTrainer(Trainer):
     """The GAN trainer with the mismatching half's text set to each image's target caption and a pixel loss
     towards its exact edit. The loader carries source and edit as one 6-channel image, so both get the same
-    random crop and flip."""
+    random crop and flip. Its step is Trainer.train_step's D and G steps without the VSE, cycle and recolour
+    options and without autocast (main turns those options off)."""
 
     def __init__(self, *args, edits: np.ndarray, target_text: np.ndarray, weight: float, loss: str, **kwargs):  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
@@ -108,7 +109,8 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params()
     dataset, seed = params["dataset"], params.get("seed", 0)
-    gan = section(params, GANConfig).to_dict() | {"epochs": args.epochs, "vse_weight": 0.0}
+    options_off = {"vse_weight": 0.0, "cycle_weight": 0.0, "recolour": False}
+    gan = section(params, GANConfig).to_dict() | options_off | {"epochs": args.epochs}
     gan |= {k: v for k, v in (("lr", args.lr), ("kl_weight", args.kl)) if v is not None}
     cfg = GANConfig.from_dict(gan)
     shards = shard_dir(section(params, DataConfig).root, dataset)
