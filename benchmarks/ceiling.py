@@ -44,7 +44,7 @@ def counterfactual_targets(
         [
             synth.render_counterfactual(
                 synth.Scene.from_record(split.scenes[i]),
-                {p: v for p, v in split.caption_attrs[target[i]][caption[i]].items() if v is not None},
+                split.caption_attrs[target[i]][caption[i]],  # unnamed parts are None: kept
                 size,
             )
             for i in range(n)
