@@ -9,8 +9,10 @@
     with autograd), and a host sync for every logged loss.
 (b) `real`: `sisgan.train.gan.Trainer.train_step` exactly as the `train_gan` stage runs it (device-resident
     data and augmentation, cached caption features, one G pass shared by both steps, bf16 autocast and
-    channels_last on CUDA, fused Adam, no host sync), with the switches of `params.yaml`'s gan section
-    overridable from the command line.
+    channels_last on CUDA, fused Adam, no host sync, the whole step replayed as one CUDA graph), with the
+    speed switches read from `params.yaml`'s gan section and overridable with --set.
+--ladder adds the rungs between them, one switch at a time, so that each switch is measured on its own;
+--check-steps N trains N steps eagerly and N through the CUDA graph from one state and compares them.
 
 For each: images/s (median over --iters steps after --warmup), FLOPs per image counted by
 torch.utils.flop_counter, achieved TFLOP/s, and the fraction of a bf16 matmul peak measured in the same run.
@@ -23,7 +25,7 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,8 @@ class JpegCaptions(torch.utils.data.Dataset):
 
 def reference_step_fn(cfg: GANConfig, device: torch.device, vocab: Vocabulary) -> tuple[Callable, dict]:
     """One iteration of the reference loop on a loader batch (returns the losses as Python floats)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False  # PyTorch's default; the reference does not change it
     g, d = build_models(cfg, TEXT_DIM)
     g.to(device), d.to(device)
     text = TextEncoder(len(vocab), TEXT_DIM, TEXT_DIM).to(device).eval().requires_grad_(False)
@@ -178,6 +182,24 @@ def matmul_peak(device: torch.device) -> dict[str, float]:
     return {"dtype": str(dtype).removeprefix("torch."), "tflops": 2 * n**3 / statistics.median(times) / 1e12}
 
 
+# Section: the optimisation ladder. Each rung turns one more switch on, so each switch is measured alone;
+# the last rung is the train_gan stage's own configuration (params.yaml's gan speed switches).
+OFF = dict.fromkeys(
+    ("share_fake", "fused_adam", "bf16", "channels_last", "cudnn_benchmark", "cuda_graph"), False
+)
+ON = {"share_fake": True, "fused_adam": True, "bf16": True, "channels_last": True}
+LADDER: list[tuple[str, dict[str, Any], bool]] = [  # (name, gan overrides, host sync after every step)
+    ("device data + cached φ(t)", OFF, True),
+    ("+ no host sync", OFF, False),
+    ("+ one G forward", OFF | {"share_fake": True}, False),
+    ("+ fused Adam", OFF | {"share_fake": True, "fused_adam": True}, False),
+    ("+ bf16 autocast", OFF | {"share_fake": True, "fused_adam": True, "bf16": True}, False),
+    ("+ channels_last", OFF | ON, False),
+    ("+ cuDNN autotune", OFF | ON | {"cudnn_benchmark": True}, False),
+]
+SPEED_KEYS = ("share_fake", "fused_adam", "bf16", "channels_last", "cudnn_benchmark", "cuda_graph", "compile")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=float, default=1.0)
@@ -187,7 +209,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--images", type=int, default=2048)
     ap.add_argument("--workers", type=int, default=4, help="reference loader workers (the reference used 4)")
-    ap.add_argument("--modes", default="reference,real")
+    ap.add_argument(
+        "--ladder", action="store_true", help="also time each speed switch on its own, one rung at a time"
+    )
+    ap.add_argument(
+        "--check-steps",
+        type=int,
+        default=0,
+        help="train this many steps eagerly and through the CUDA graph from one state; compare (CUDA)",
+    )
     ap.add_argument(
         "--set",
         action="append",
@@ -201,31 +231,53 @@ def main() -> None:
     device = torch.device(args.device)
     load = args.size + args.size // 8 + (2 if args.size >= 64 else 1)  # 64 -> 74 as in the paper
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    cfg = GANConfig.from_dict(
-        {"width": args.width, "image_size": args.size, "batch_size": args.batch, **overrides}
-    )
+    base = {"width": args.width, "image_size": args.size, "batch_size": args.batch}
+    stage_cfg = GANConfig.from_dict(_stage_speed_switches() | base | overrides)
     peak = matmul_peak(device)
     rows: list[dict[str, Any]] = []
+    check: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp:
         paths, captions, arrays = make_dataset(Path(tmp), args.images, load)
         vocab = Vocabulary.build(captions)
-        if "reference" in args.modes:
-            rows.append(bench_reference(cfg, device, vocab, paths, captions, load, args))
-        if "real" in args.modes:
-            rows.append(bench_real(cfg, device, vocab, captions, arrays, args))
+        rows.append(bench_reference(stage_cfg, device, vocab, paths, captions, load, args))
+        rungs = LADDER if args.ladder else []
+        for name, switches, host_sync in rungs:
+            cfg = GANConfig.from_dict(stage_cfg.to_dict() | switches)
+            rows.append(bench_real(name, cfg, device, arrays, args, host_sync))
+        rows.append(bench_real("real", stage_cfg, device, arrays, args, False))
+        if args.check_steps and device.type == "cuda":
+            check = graph_check(stage_cfg, device, arrays, args.check_steps)
     for r in rows:
         r["peak_fraction"] = r["tflops"] / peak["tflops"]
-    if len(rows) == 2:
-        rows[1]["speedup"] = rows[1]["images_per_s"] / rows[0]["images_per_s"]
+        r["speedup"] = r["images_per_s"] / rows[0]["images_per_s"]
     print(
         f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
         f"{peak['dtype']} matmul peak {peak['tflops']:.1f} TFLOP/s"
     )
-    print_table(rows, ["mode", "images_per_s", "gflop_per_image", "tflops", "peak_fraction", "speedup"])
+    if check:
+        print(f"graph vs eager, {check['steps']} steps from one state: {check}")
+    columns = ["mode", "images_per_s", "median_step_ms", "gflop_per_image", "tflops", "peak_fraction"]
+    print_table(rows, [*columns, "speedup"])
     path = write_json(
-        "train_throughput", {"args": vars(args), "gan": cfg.to_dict(), "peak": peak, "rows": rows}, args.out
+        "train_throughput",
+        {
+            "args": vars(args),
+            "gan": stage_cfg.to_dict(),
+            "peak": peak,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,  # the fp32 reference's convolutions
+            "rows": rows,
+            "graph_check": check,
+        },
+        args.out,
     )
     print(f"wrote {path}")
+
+
+def _stage_speed_switches() -> dict[str, Any]:
+    """The speed switches as the train_gan stage runs them: params.yaml's gan section (defaults if absent)."""
+    params = Path("params.yaml")
+    gan = (yaml.safe_load(params.read_text()) or {}).get("gan", {}) if params.is_file() else {}
+    return {k: gan[k] for k in SPEED_KEYS if k in gan}
 
 
 def bench_reference(cfg, device, vocab, paths, captions, load, args) -> dict[str, Any]:  # noqa: ANN001
@@ -255,24 +307,65 @@ def bench_reference(cfg, device, vocab, paths, captions, load, args) -> dict[str
     return _row("reference", times, flops, args.batch)
 
 
-def bench_real(cfg, device, vocab, captions, arrays, args) -> dict[str, Any]:  # noqa: ANN001
-    feats = torch.randn(len(arrays), 1, TEXT_DIM).numpy()  # cached φ(t): the GRU never runs here
+def _trainer(cfg: GANConfig, device: torch.device, arrays: np.ndarray, seed: int = 0) -> Trainer:
+    feats = np.random.default_rng(seed).normal(size=(len(arrays), 1, TEXT_DIM)).astype(np.float32)
     data = GanData(arrays, feats, np.ones(len(arrays), np.int64), arrays[:1], feats[:1, 0], ["-"])
-    trainer = Trainer(cfg, data, device=str(device))
-    batches = iter(())
+    return Trainer(cfg, data, device=str(device), seed=seed)  # cached φ(t): the GRU never runs here
 
-    def one() -> None:
-        nonlocal batches
+
+def _stepper(trainer: Trainer, host_sync: bool = False) -> Callable[[], dict[str, torch.Tensor]]:
+    """One training step per call, over the trainer's own epochs of device-resident batches."""
+    batches: Iterator = iter(())
+    epoch = 0
+
+    def one() -> dict[str, torch.Tensor]:
+        nonlocal batches, epoch
         try:
             _, idx, real = next(batches)
         except StopIteration:
-            batches = trainer.batches(0)
+            batches, epoch = trainer.batches(epoch), epoch + 1
             _, idx, real = next(batches)
-        trainer.train_step(real, trainer._text(idx))
+        stats = trainer.train_step(real, trainer._text(idx))
+        if host_sync:  # what a loop that logs every loss as a Python float pays
+            stats = {k: v.item() for k, v in stats.items()}
+        return stats
 
-    flops = count_flops(one)
+    return one
+
+
+def bench_real(name, cfg, device, arrays, args, host_sync) -> dict[str, Any]:  # noqa: ANN001
+    trainer = _trainer(cfg, device, arrays)
+    one = _stepper(trainer, host_sync)
+    graphed, trainer.graphed = trainer.graphed, False
+    flops = count_flops(one)  # eagerly: a graph replay dispatches no operators to count (same maths)
+    trainer.graphed = graphed
     times = time_steps(one, args.iters, args.warmup, device)
-    return _row("real", times, flops, args.batch)
+    row = _row(name, times, flops, args.batch)
+    row["switches"] = {k: getattr(cfg, k) for k in SPEED_KEYS} | {"host_sync": host_sync}
+    del trainer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def graph_check(cfg: GANConfig, device: torch.device, arrays: np.ndarray, steps: int) -> dict[str, Any]:
+    """The same steps from the same state, eager vs graphed: the losses and weights they end with."""
+    runs = []
+    for graph in (False, True):
+        trainer = _trainer(GANConfig.from_dict(cfg.to_dict() | {"cuda_graph": graph}), device, arrays, seed=1)
+        one = _stepper(trainer)
+        losses = torch.stack([torch.stack(list(one().values())) for _ in range(steps)]).float().cpu()
+        weights = torch.cat([p.detach().float().flatten() for p in trainer.g.parameters()]).cpu()
+        runs.append((losses, weights, trainer.graphed))
+    (l0, w0, _), (l1, w1, graphed) = runs
+    return {
+        "steps": steps,
+        "graphed": graphed,
+        "finite": bool(torch.isfinite(l1).all()),
+        "loss_max_abs_diff": float((l1 - l0).abs().max()),
+        "loss_rel_diff_last_step": float((l1[-1] - l0[-1]).norm() / l0[-1].norm()),
+        "g_weights_rel_diff": float((w1 - w0).norm() / w0.norm()),
+    }
 
 
 def _row(mode: str, times: list[float], flops: float, batch: int) -> dict[str, Any]:

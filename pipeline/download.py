@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pipeline.common import cli, load_params, raw_dir, section
+from pipeline.common import cli, raw_dir, section, stage_params
 from sisgan.config import DataConfig, SynthConfig
 from sisgan.data.sources import download
 
 
 @cli
 def main() -> None:
-    params = load_params()
+    params = stage_params(__doc__.splitlines()[0])
     data = section(params, DataConfig)
     out = raw_dir(data.root, params["dataset"])
     summary = download(params["dataset"], data, section(params, SynthConfig), params.get("seed", 0), out)

@@ -6,7 +6,7 @@ import os
 
 from tqdm import tqdm
 
-from pipeline.common import cli, load_params, raw_dir, section, shard_dir, write_json
+from pipeline.common import cli, raw_dir, section, shard_dir, stage_params, write_json
 from sisgan.config import DataConfig
 from sisgan.data.shards import build_shards
 from sisgan.data.sources import source_items
@@ -24,7 +24,7 @@ def data_metrics(dataset: str, manifest: dict) -> dict:
 
 @cli
 def main() -> None:
-    params = load_params()
+    params = stage_params(__doc__.splitlines()[0])
     data = section(params, DataConfig)
     dataset = params["dataset"]
     items, extra = source_items(dataset, raw_dir(data.root, dataset), data)

@@ -10,7 +10,7 @@ import json
 
 from tqdm import tqdm
 
-from pipeline.common import cli, load_params, section, shard_dir, write_json
+from pipeline.common import cli, section, shard_dir, stage_params, write_json
 from sisgan.config import DataConfig, TextConfig, TrackingConfig, resolve_device
 from sisgan.data.shards import load_split
 from sisgan.eval.plots import line_png, write_csv
@@ -24,7 +24,7 @@ FEATURES_DIR = "data/features"
 
 @cli
 def main() -> None:
-    params = load_params()
+    params = stage_params(__doc__.splitlines()[0])
     dataset, seed = params["dataset"], params.get("seed", 0)
     data, cfg, tracking = (
         section(params, DataConfig),

@@ -247,7 +247,10 @@ class GANConfig(Config):
     share_fake: bool = True  # one G forward serves the D and G steps (the reference runs G twice)
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # on CUDA
-    compile: bool = False  # torch.compile the networks
+    fused_adam: bool = True  # one fused Adam kernel per parameter group, on CUDA
+    cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms once per shape (CUDA)
+    cuda_graph: bool = True  # the whole step captured as one CUDA graph (CUDA, one process, not with compile)
+    compile: bool = False  # torch.compile the networks (instead of cuda_graph)
     # Bookkeeping.
     checkpoint_every: int = 1  # epochs
     sample_every: int = 1  # epochs; the sample grid

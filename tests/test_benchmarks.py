@@ -36,10 +36,15 @@ def test_train_throughput_toy(tmp_path):
         "32",
         "--workers",
         "0",
+        "--ladder",
         cwd=tmp_path,
     )
     modes = {r["mode"]: r for r in result["rows"]}
-    assert set(modes) == {"reference", "real"}
+    assert list(modes)[0] == "reference" and list(modes)[-1] == "real"
+    # Each rung of the ladder turns exactly one more speed switch on (or drops the per-step host sync).
+    rungs = [r["switches"] for r in result["rows"][1:]]
+    for before, after in zip(rungs, rungs[1:], strict=False):
+        assert sum(before[k] != after[k] for k in before) == 1, (before, after)
     for r in modes.values():
         assert r["images_per_s"] > 0 and r["gflop_per_image"] > 0 and 0 < r["peak_fraction"]
     # The reference runs G twice and D's encoder on the real batch twice: more work per image.

@@ -13,6 +13,7 @@ from sisgan.losses import DiscriminatorStep, GeneratorStep, SisganLoss, kl_diver
 from sisgan.models import Discriminator, Generator
 from sisgan.train import checkpoint
 from sisgan.train.gan import GanData, NonFiniteLoss, Trainer, fit, lr_at
+from sisgan.train.graphs import EagerStepGraph, TrainingState
 from sisgan.train.recolour import recolour_keyed
 
 # Section: networks.
@@ -156,6 +157,54 @@ def test_seeded_training_is_deterministic_on_cpu(share_fake):
     c = Trainer(_cfg(share_fake=share_fake), _data(), seed=4)
     c.run_epoch(1)
     assert any(not torch.equal(sa[k], _state(c)[k]) for k in sa)
+
+
+def _graphed(trainer: Trainer) -> list[int]:
+    """Send a CPU trainer through the graphed path with the CUDA-free graph double; returns a list that
+    counts the captures."""
+    captures: list[int] = []
+
+    def new_graph() -> EagerStepGraph:
+        captures.append(1)
+        return EagerStepGraph()
+
+    trainer.graphed = True
+    trainer._new_graph = new_graph  # type: ignore[method-assign]
+    return captures
+
+
+@pytest.mark.parametrize("share_fake", [True, False])
+def test_graphed_step_trains_exactly_like_the_eager_step(share_fake):
+    # Two epochs with the lr halved in between: the warm-up before each capture must leave no trace
+    # (weights, batch-norm statistics, Adam moments and step count restored in place), and a new lr
+    # must be captured again.
+    cfg = _cfg(share_fake=share_fake, epochs=2, lr_decay_every=1)
+    eager, graphed = Trainer(cfg, _data(), seed=5), Trainer(cfg, _data(), seed=5)
+    captures = _graphed(graphed)
+    for epoch in (1, 2):
+        rows = eager.run_epoch(epoch), graphed.run_epoch(epoch)
+        assert rows[0]["d_loss"] == rows[1]["d_loss"] and rows[0]["g_loss"] == rows[1]["g_loss"]
+    assert len(captures) == 2, "captured once per lr"
+    se, sg = _state(eager), _state(graphed)
+    assert all(torch.equal(se[k], sg[k]) for k in se)
+    for opt_e, opt_g in ((eager.opt_g, graphed.opt_g), (eager.opt_d, graphed.opt_d)):
+        for pe, pg in zip(opt_e.state.values(), opt_g.state.values(), strict=True):
+            assert all(torch.equal(pe[k], pg[k]) for k in pe)
+
+
+def test_training_state_restore_writes_into_the_same_tensors():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    opt = torch.optim.Adam(model.parameters(), 0.1)
+    state = TrainingState([model], [opt])
+    weight, stats = model[0].weight, model[1].running_mean
+    before = weight.detach().clone()
+    model(torch.randn(5, 3)).sum().backward()
+    opt.step()
+    moments = [s["exp_avg"] for s in opt.state.values()]
+    assert not torch.equal(weight, before) and stats.abs().sum() > 0
+    state.restore()
+    assert model[0].weight is weight and torch.equal(weight, before) and stats.abs().sum() == 0
+    assert all(m.abs().sum() == 0 for m in moments) and all(int(s["step"]) == 0 for s in opt.state.values())
 
 
 def test_lr_schedule_halves_after_each_period():

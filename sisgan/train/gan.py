@@ -33,11 +33,23 @@ from sisgan.losses import (
 from sisgan.models import Discriminator, Generator, generator_from_config
 from sisgan.train import checkpoint
 from sisgan.train.distributed import DistInfo, all_reduce_mean
+from sisgan.train.graphs import CudaStepGraph, StepGraph, TrainingState
 from sisgan.train.recolour import recolour_keyed
 
 LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "vse", "cycle")
 # Parameters that may change between a checkpoint and a resumed run (training simply continues).
-RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "sample_every", "samples", "device", "compile"}
+RESUMABLE_CHANGES = {
+    "epochs",
+    "checkpoint_every",
+    "sample_every",
+    "samples",
+    "device",
+    "compile",
+    "cuda_graph",
+    "fused_adam",
+    "cudnn_benchmark",
+}
+GRAPH_WARMUP_STEPS = 2  # eager steps before a capture (undone afterwards; see sisgan.train.graphs)
 
 
 class NonFiniteLoss(SisganError):
@@ -116,7 +128,14 @@ class Trainer:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
         self.autocast = cuda and cfg.bf16
+        # CUDA only, like bf16; one process (DDP's all-reduce is not captured); compile brings its own.
+        self.graphed = cuda and cfg.cuda_graph and not cfg.compile and not self.dist.enabled
+        self._graph: StepGraph | None = None
+        self._graph_inputs: tuple[torch.Tensor, ...] = ()
+        self._graph_lr: tuple[float, float] | None = None
         self.memory_format = torch.channels_last if (cuda and cfg.channels_last) else torch.contiguous_format
+        if cuda:  # process-wide; same maths, a per-shape choice among cuDNN's algorithms
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
 
         torch.manual_seed(seed)  # identical initial weights on every rank
         self.g, self.d = build_models(cfg, data.features.shape[-1])
@@ -147,11 +166,12 @@ class Trainer:
         )
 
         betas = (cfg.beta1, cfg.beta2)
-        fused = {"fused": True} if cuda else {}
-        self.opt_g = torch.optim.Adam(
-            [p for p in self.g.parameters() if p.requires_grad], cfg.lr, betas, **fused
-        )
-        self.opt_d = torch.optim.Adam(self.d.parameters(), cfg.lr, betas, **fused)
+        # fused: one kernel per parameter group; capturable: the step count lives on the device (a graph
+        # cannot read a host-side count).
+        fast = {"fused": cuda and cfg.fused_adam, "capturable": self.graphed}
+        g_params = [p for p in self.g.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.Adam(g_params, cfg.lr, betas, **fast)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), cfg.lr, betas, **fast)
         self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, cfg.lr_decay_every, cfg.lr_decay)
         self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, cfg.lr_decay_every, cfg.lr_decay)
 
@@ -192,20 +212,38 @@ class Trainer:
         return torch.randn(n, self.g.cond_dim, device=self.device, generator=self.noise_gen)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        if not self.autocast:
+            return contextlib.nullcontext()
+        # A captured graph must not keep autocast's per-region weight casts (torch.cuda.graphs docs).
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.graphed)
 
     def train_step(self, real: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One D step and one G step. real [B, 3, S, S] in [-1, 1], text φ(t) [B, T]. No host sync."""
+        """One D step and one G step. real [B, 3, S, S] in [-1, 1], text φ(t) [B, T]. No host sync.
+
+        All randomness (G's noise, the recolouring) is drawn here, outside the step proper, so that
+        the graphed step (gan.cuda_graph) replays the same maths on fresh draws.
+        """
         real = real.contiguous(memory_format=self.memory_format)
-        mismatch, relevant = mismatched_and_relevant(text)
         source = self._recoloured(real) if self.cfg.recolour else real  # G's input; the target stays real
+        n_noise = 1 if self.cfg.share_fake else 2  # the reference's second G pass draws its own noise
+        noise = self._noise(n_noise * len(real)).view(n_noise, len(real), -1)
+        inputs = (real, source, text, noise)
+        if not self.graphed:
+            return self._step(*inputs)
+        return self._replay(inputs)
+
+    def _step(
+        self, real: torch.Tensor, source: torch.Tensor, text: torch.Tensor, noise: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The step proper: noise [1 or 2, B, cond_dim] (one G pass, or the reference's two)."""
+        mismatch, relevant = mismatched_and_relevant(text)
         with self._autocast():
             if self.cfg.share_fake:
-                fake, mu, log_sigma, cycled = self.g_train(source, relevant, self._noise(len(real)), text)
+                fake, mu, log_sigma, cycled = self.g_train(source, relevant, noise[0], text)
                 fake_for_d = fake.detach()
             else:
                 with torch.no_grad():
-                    fake_for_d = self.g(source, relevant, self._noise(len(real)))[0]
+                    fake_for_d = self.g(source, relevant, noise[0])[0]
             d_loss, d_stats = self.loss.d_loss(self.d_step, real, fake_for_d, text, mismatch, relevant)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -215,7 +253,7 @@ class Trainer:
         self.d.requires_grad_(False)
         with self._autocast():
             if not self.cfg.share_fake:
-                fake, mu, log_sigma, cycled = self.g_train(source, relevant, self._noise(len(real)), text)
+                fake, mu, log_sigma, cycled = self.g_train(source, relevant, noise[1], text)
             g_loss, g_stats = self.loss.g_loss(self.d, real, fake, mu, log_sigma, relevant, cycled)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
@@ -226,6 +264,37 @@ class Trainer:
             "g_loss": g_loss.detach(),
             **{k: v.detach() for k, v in (d_stats | g_stats).items()},
         }
+
+    def _new_graph(self) -> StepGraph:
+        return CudaStepGraph(self.device)
+
+    def _replay(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """The step through a captured graph; (re)captured on first use and whenever the lr changed
+        (a captured optimizer step keeps the lr it was captured with)."""
+        lrs = (self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"])
+        if self._graph is None or self._graph_lr != lrs or self._shapes_changed(inputs):
+            self._capture(inputs)
+            self._graph_lr = lrs
+        for static, x in zip(self._graph_inputs, inputs, strict=True):
+            static.copy_(x)
+        assert self._graph is not None
+        out = self._graph.replay()
+        return {k: v.clone() for k, v in out.items()}  # the next replay overwrites its outputs
+
+    def _shapes_changed(self, inputs: tuple[torch.Tensor, ...]) -> bool:
+        return [x.shape for x in inputs] != [x.shape for x in self._graph_inputs]
+
+    def _capture(self, inputs: tuple[torch.Tensor, ...]) -> None:
+        self._graph = None  # frees the previous graph's memory pool before the new capture
+        static = tuple(x.clone(memory_format=torch.preserve_format) for x in inputs)
+        state = TrainingState([self.g, self.d], [self.opt_g, self.opt_d])
+        graph = self._new_graph()
+        graph.warmup(lambda: self._step(*static), GRAPH_WARMUP_STEPS)
+        state.restore()  # the warm-up steps must not count as training
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        graph.capture(lambda: self._step(*static))
+        self._graph, self._graph_inputs = graph, static
 
     # Section: epochs.
 
@@ -338,6 +407,7 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"].cpu())
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
         self.history = list(state["history"])
+        self._graph = None  # the optimizer state tensors were replaced: capture again
 
     def save(self, path: str | Path) -> None:
         if self.dist.is_main:
