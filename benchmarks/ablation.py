@@ -2,7 +2,8 @@
 
     python -m benchmarks.ablation --epochs 10 --variant paper --variant recon=10,vse=1,out=mask
 
-Variant keys: recon, vse, cyc (loss weights), lr, kl, batch, out (direct | residual | mask), rc (recolour: 1).
+Variant keys: recon, vse, cyc (loss weights), lr, kl, batch, out (direct | residual | mask), rc (recolour: 1),
+cond (concat | film).
 
 Trains each variant from the same initialisation on the current shards and cached caption features
 (run `dvc repro pretrain_text` first), evaluates it with the `evaluate` stage's metrics and prints a
@@ -33,9 +34,10 @@ KEYS = {
     "out": "output",
     "cyc": "cycle_weight",
     "rc": "recolour",
+    "cond": "conditioning",
 }
 # How a variant value is read; every other key is a float weight or rate.
-PARSE = {"batch": int, "out": str, "rc": lambda v: v == "1"}
+PARSE = {"batch": int, "out": str, "cond": str, "rc": lambda v: v == "1"}
 
 
 def parse_variant(text: str) -> dict:

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import torch
+import yaml
 
 from benchmarks.common import print_table, write_json
 from pipeline.common import load_params, section, shard_dir
@@ -105,6 +106,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="default: gan.lr")
     ap.add_argument("--kl", type=float, default=None, help="default: gan.kl_weight")
     ap.add_argument("--max-images", type=int, default=300, help="test images to evaluate on (0 = all)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="other gan.* setting")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     params = load_params()
@@ -112,6 +114,7 @@ def main() -> None:
     options_off = {"vse_weight": 0.0, "cycle_weight": 0.0, "recolour": False}
     gan = section(params, GANConfig).to_dict() | options_off | {"epochs": args.epochs}
     gan |= {k: v for k, v in (("lr", args.lr), ("kl_weight", args.kl)) if v is not None}
+    gan |= {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     cfg = GANConfig.from_dict(gan)
     shards = shard_dir(section(params, DataConfig).root, dataset)
     train, test = load_split(shards, "train"), load_split(shards, "test")

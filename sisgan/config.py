@@ -243,6 +243,7 @@ class GANConfig(Config):
     cycle_weight: float = 0.0  # L1 of G(G(x, t̄), t) vs x on the mismatching half (cycle consistency)
     recolour: bool = False  # recon learns from G(recoloured x, t) = x: repaint what the text names
     output: Literal["direct", "residual", "mask"] = "direct"  # how G forms its image; see models.generator
+    conditioning: Literal["concat", "film"] = "concat"  # "film": the text also modulates each residual block
     # Speed (same maths).
     share_fake: bool = True  # one G forward serves the D and G steps (the reference runs G twice)
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)

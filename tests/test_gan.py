@@ -11,6 +11,7 @@ from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
 from sisgan.losses import DiscriminatorStep, GeneratorStep, SisganLoss, kl_divergence, mismatched_and_relevant
 from sisgan.models import Discriminator, Generator
+from sisgan.models.blocks import ResidualBlock, TextResidualBlock
 from sisgan.train import checkpoint
 from sisgan.train.gan import GanData, NonFiniteLoss, Trainer, fit, lr_at
 from sisgan.train.graphs import EagerStepGraph, TrainingState
@@ -49,6 +50,25 @@ def test_paper_profile_layer_shapes_and_parameter_counts():
     assert (d.compress[0].in_features, d.compress[0].out_features) == (300, 128)
     assert sum(p.numel() for p in g.parameters()) == 26_014_851
     assert sum(p.numel() for p in d.parameters()) == 3_937_217
+
+
+def test_film_conditioning_modulates_every_residual_block():
+    torch.manual_seed(0)
+    g = Generator(32, 20, 0.25, conditioning="film")
+    assert all(isinstance(b, TextResidualBlock) for b in g.blocks)
+    block = g.blocks[0]
+    x, cond = torch.randn(2, block.film.out_features // 2, 8, 8), torch.randn(2, g.cond_dim)
+    plain = ResidualBlock(x.shape[1])
+    plain.load_state_dict({k: v for k, v in block.state_dict().items() if not k.startswith("film.")})
+    nn.init.zeros_(block.film.weight)
+    nn.init.zeros_(block.film.bias)
+    assert torch.allclose(block(x, cond), plain(x)), "γ = β = 0 is the paper's block"
+    nn.init.normal_(block.film.weight)
+    assert not torch.allclose(block(x, cond), block(x, cond.flip(0))), "the block reads the condition"
+    out, _, _ = g(torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, 20), torch.randn(2, g.cond_dim))
+    assert out.shape == (2, 3, 32, 32)
+    with pytest.raises(ConfigError, match="gan.conditioning = 'attention' is unknown"):
+        Generator(32, 20, 0.25, conditioning="attention")
 
 
 def test_vgg_encoder_is_frozen_dilated_at_stride_4(tmp_path):

@@ -34,6 +34,26 @@ class ResidualBlock(nn.Module):
         return F.relu(x + self.body(x))
 
 
+class TextResidualBlock(ResidualBlock):
+    """A residual block whose first normalisation is modulated by the text condition (FiLM):
+    relu(x + BN(conv(relu(BN(conv(x)) · (1 + γ(c)) + β(c))))), with γ, β [B, C] linear in c [B, D].
+
+    Concatenating the condition once before the blocks leaves every later layer to carry it along; here
+    each block reads it again, per channel (the text-adaptive modulation of TAGAN and ManiGAN).
+    """
+
+    def __init__(self, channels: int, cond_dim: int) -> None:
+        super().__init__(channels)
+        self.film = nn.Linear(cond_dim, 2 * channels)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        assert cond is not None, "TextResidualBlock needs the condition"
+        gamma, beta = self.film(cond.to(x.dtype)).chunk(2, dim=1)  # [B, C] each
+        h = self.body[1](self.body[0](x))  # conv, BN
+        h = F.relu(h * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
+        return F.relu(x + self.body[4](self.body[3](h)))
+
+
 def init_weights(module: nn.Module) -> None:
     """DCGAN init, as the reference: N(0, 0.02) for conv/linear weights, N(1, 0.02) for BN scales."""
     if isinstance(module, nn.Conv2d | nn.Linear):

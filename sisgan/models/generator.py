@@ -9,12 +9,15 @@ from torch import nn
 
 from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
-from sisgan.models.blocks import ResidualBlock, ch, init_weights, tile
+from sisgan.models.blocks import ResidualBlock, TextResidualBlock, ch, init_weights, tile
 
 # How G's last layer forms the output image: "direct" (the paper: tanh of the decoder), "residual" (source +
 # a predicted change) or "mask" (a repaint layer blended into the source by a predicted mask, as GANimation
 # does for faces). The last two are improvements, off in the paper profile.
 OUTPUTS = ("direct", "residual", "mask")
+# How the text condition enters: "concat" (the paper: tiled and concatenated once, before the residual
+# blocks) or "film" (also modulating every residual block; an improvement).
+CONDITIONINGS = ("concat", "film")
 MASK_INIT_BIAS = -3.0
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -104,11 +107,16 @@ class Generator(nn.Module):
         vgg_weights: str | None = None,
         load_vgg: bool = True,
         output: str = "direct",
+        conditioning: str = "concat",
     ) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ConfigError(f"gan.output = {output!r} is unknown; choose one of {', '.join(OUTPUTS)}.")
-        self.output = output
+        if conditioning not in CONDITIONINGS:
+            raise ConfigError(
+                f"gan.conditioning = {conditioning!r} is unknown; choose one of {', '.join(CONDITIONINGS)}."
+            )
+        self.output, self.conditioning = output, conditioning
         if image_size % 16 or image_size < 16:
             raise ConfigError(f"gan.image_size = {image_size} must be a multiple of 16 (16, 32, 48, 64, ...).")
         self.image_size, self.text_dim, self.width = image_size, text_dim, width
@@ -122,7 +130,10 @@ class Generator(nn.Module):
         self.cond_dim = ch(128, width)
         self.ca = ConditioningAugmentation(text_dim, self.cond_dim)
         self.fuse = nn.Sequential(nn.Conv2d(feat + self.cond_dim, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
-        self.blocks = nn.Sequential(*[ResidualBlock(c) for _ in range(4)])
+        if conditioning == "film":
+            self.blocks = nn.ModuleList([TextResidualBlock(c, self.cond_dim) for _ in range(4)])
+        else:
+            self.blocks = nn.ModuleList([ResidualBlock(c) for _ in range(4)])
         c2, c3 = ch(256, width), ch(128, width)
         self.decoder = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="nearest"),
@@ -152,7 +163,8 @@ class Generator(nn.Module):
         feat = self.encoder(image)  # [B, 512w, S/4, S/4]
         cond, mu, log_sigma = self.ca(text, noise)  # [B, C]
         x = self.fuse(torch.cat([feat, tile(cond, feat.shape[-1]).to(feat.dtype)], dim=1))
-        x = self.blocks(x)  # [B, 512w, S/4, S/4]
+        for block in self.blocks:  # [B, 512w, S/4, S/4]
+            x = block(x, cond) if self.conditioning == "film" else block(x)
         x = self.decoder(x)  # [B, 128w, S, S]
         if self.output == "mask":
             y = self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1))  # [B, 4, S, S]
@@ -167,5 +179,12 @@ class Generator(nn.Module):
 def generator_from_config(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> Generator:
     """The generator `gan:` describes (training builds it with the VGG weights, inference without)."""
     return Generator(
-        cfg.image_size, text_dim, cfg.width, cfg.encoder, cfg.vgg_weights, load_vgg=load_vgg, output=cfg.output
+        cfg.image_size,
+        text_dim,
+        cfg.width,
+        cfg.encoder,
+        cfg.vgg_weights,
+        load_vgg=load_vgg,
+        output=cfg.output,
+        conditioning=cfg.conditioning,
     )
