@@ -8,7 +8,7 @@
 #
 # Everything goes to runs/gpu/ (and a copy to $OUT when set). Sizes are env vars so the same script is
 # smoke-tested on a CPU: WIDTH, SIZE, LOAD, BATCH, ITERS, WARMUP, IMAGES, TRAIN_SECONDS, MAX_EPOCHS,
-# EXTRA_SETS.
+# EXTRA_SETS; BENCH_ARGS adds options to the throughput run (e.g. --compile-rung).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
@@ -36,7 +36,8 @@ bench() {
     >"$RUN/nvidia-smi.csv" 2>&1 || true
   $PY -m benchmarks.train_throughput --width "$WIDTH" --size "$SIZE" --batch "$BATCH" \
     --iters "${ITERS:-60}" --warmup "${WARMUP:-10}" --images "${IMAGES:-2048}" --ladder \
-    --check-steps "${CHECK_STEPS:-20}" --out "$RUN/train_throughput.json" 2>&1 | tee "$RUN/throughput.log"
+    --check-steps "${CHECK_STEPS:-20}" --out "$RUN/train_throughput.json" ${BENCH_ARGS:-} 2>&1 |
+    tee "$RUN/throughput.log"
   local t0=$SECONDS
   $PY -m pipeline.download "${PAPER[@]}"
   $PY -m pipeline.preprocess "${PAPER[@]}" 2>&1 | tail -n 2
@@ -46,13 +47,13 @@ bench() {
 }
 
 train() {
-  # Epochs from the rate the stage's own step reached in `bench` (its last row), at most MAX_EPOCHS.
+  # Epochs from the rate the stage's own step reached in `bench` (row "real"), at most MAX_EPOCHS.
   local epochs
   epochs=$($PY - "$RUN/train_throughput.json" "${TRAIN_SECONDS:-330}" "${MAX_EPOCHS:-600}" <<'EOF'
 import json, sys
-rows = json.load(open(sys.argv[1]))["rows"]
+rate = next(r["images_per_s"] for r in json.load(open(sys.argv[1]))["rows"] if r["mode"] == "real")
 train = 3000 // 64 * 64  # synth-birds train split, whole batches
-print(max(1, min(int(sys.argv[3]), int(float(sys.argv[2]) * rows[-1]["images_per_s"] / train))))
+print(max(1, min(int(sys.argv[3]), int(float(sys.argv[2]) * rate / train))))
 EOF
   )
   echo "train_gan: $epochs epochs" | tee -a "$RUN/times.txt"

@@ -226,6 +226,11 @@ def main() -> None:
         "--ladder", action="store_true", help="also time each speed switch on its own, one rung at a time"
     )
     ap.add_argument(
+        "--compile-rung",
+        action="store_true",
+        help="also time the stage's step with torch.compile inside the graph (compiles for minutes)",
+    )
+    ap.add_argument(
         "--check-steps",
         type=int,
         default=0,
@@ -258,6 +263,9 @@ def main() -> None:
             cfg = GANConfig.from_dict(stage_cfg.to_dict() | switches)
             rows.append(bench_real(name, cfg, device, arrays, args, host_sync))
         rows.append(bench_real("real", stage_cfg, device, arrays, args, False))
+        if args.compile_rung:
+            compiled = GANConfig.from_dict(stage_cfg.to_dict() | {"compile": True})
+            rows.append(bench_real("real + torch.compile", compiled, device, arrays, args, False))
         if args.check_steps and device.type == "cuda":
             check = graph_check(stage_cfg, device, arrays, args.check_steps)
     for r in rows:

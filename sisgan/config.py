@@ -242,7 +242,7 @@ class GANConfig(Config):
     vse_weight: float = 0.0  # ranking loss of the frozen VSE image embedding of G's output vs φ(t̄)
     cycle_weight: float = 0.0  # L1 of G(G(x, t̄), t) vs x on the mismatching half (cycle consistency)
     recolour: bool = False  # recon learns from G(recoloured x, t) = x: repaint what the text names
-    output: Literal["direct", "residual", "mask"] = "direct"  # how G forms its image; see models.generator
+    output: Literal["direct", "residual", "mask", "layers"] = "direct"  # see sisgan.models.generator
     conditioning: Literal["concat", "film"] = "concat"  # "film": the text also modulates each residual block
     # Speed (same maths).
     share_fake: bool = True  # one G forward serves the D and G steps (the reference runs G twice)
@@ -250,8 +250,8 @@ class GANConfig(Config):
     channels_last: bool = True  # on CUDA
     fused_adam: bool = True  # one fused Adam kernel per parameter group, on CUDA
     cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms once per shape (CUDA)
-    cuda_graph: bool = True  # the whole step captured as one CUDA graph (CUDA, one process, not with compile)
-    compile: bool = False  # torch.compile the networks (instead of cuda_graph)
+    cuda_graph: bool = True  # the whole step captured as one CUDA graph (CUDA, one process)
+    compile: bool = False  # torch.compile the networks (inside the graph when cuda_graph is on)
     # Bookkeeping.
     checkpoint_every: int = 1  # epochs
     sample_every: int = 1  # epochs; the sample grid

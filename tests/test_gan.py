@@ -387,6 +387,28 @@ def test_mask_output_blends_source_and_repaint():
     assert (out - x).abs().mean() > 0.1
 
 
+def test_layers_output_paints_flat_text_chosen_colours_or_keeps_the_source():
+    g = Generator(16, 10, 0.125, output="layers").eval()
+    x, text = torch.rand(2, 3, 16, 16) * 2 - 1, torch.randn(2, 10)
+    start, _, _ = g(x, text, torch.randn(2, g.cond_dim))
+    assert (start - x).abs().mean() < 0.1, "starts close to the identity"
+    with torch.no_grad():
+        g.to_rgb.weight.zero_()
+        g.to_rgb.bias.fill_(-30.0)
+        g.to_rgb.bias[2] = 30.0  # every pixel in layer 2 (index 0 keeps the source)
+        painted, mu, _ = g(x, text, torch.randn(2, g.cond_dim))
+        colour = torch.tanh(g.colours(mu)).view(2, -1, 3)[:, 1]  # [B, 3]: layer 2's colour
+        again, _, _ = g(x, text, torch.randn(2, g.cond_dim))  # other CA noise
+        other, _, _ = g(x, text.flip(0), torch.randn(2, g.cond_dim))
+        g.to_rgb.bias.fill_(-30.0)
+        g.to_rgb.bias[0] = 30.0
+        kept, _, _ = g(x, text, torch.randn(2, g.cond_dim))
+    torch.testing.assert_close(painted, colour[:, :, None, None].expand_as(x))  # one flat colour per image
+    torch.testing.assert_close(again, painted)  # the colour follows μ(t), not the noise
+    torch.testing.assert_close(other, painted.flip(0))  # ... and the text
+    torch.testing.assert_close(kept, x)
+
+
 def test_cycle_term_is_g_run_back_with_the_sources_own_text():
     torch.manual_seed(0)
     g = Generator(16, 10, 0.125).eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -14,7 +15,10 @@ from sisgan.models.blocks import ResidualBlock, TextResidualBlock, ch, init_weig
 # How G's last layer forms the output image: "direct" (the paper: tanh of the decoder), "residual" (source +
 # a predicted change) or "mask" (a repaint layer blended into the source by a predicted mask, as GANimation
 # does for faces). The last two are improvements, off in the paper profile.
-OUTPUTS = ("direct", "residual", "mask")
+OUTPUTS = ("direct", "residual", "mask", "layers")
+# "layers": LAYERS flat colours, each chosen by the text alone, painted through soft masks (one more mask
+# channel keeps the source). A colour cannot vary inside a layer, so G can only recolour regions.
+LAYERS = 4
 # How the text condition enters: "concat" (the paper: tiled and concatenated once, before the residual
 # blocks) or "film" (also modulating every residual block; an improvement).
 CONDITIONINGS = ("concat", "film")
@@ -147,7 +151,11 @@ class Generator(nn.Module):
         )
         # The last 3x3 conv. "mask" also sees the source pixels (a skip connection: the decoder works from
         # S/4 features, and a mask has to follow the parts' edges at full resolution) and adds a 4th channel.
-        self.to_rgb = nn.Conv2d(c3 + (3 if output == "mask" else 0), 4 if output == "mask" else 3, 3, padding=1)
+        skip = 3 if output in ("mask", "layers") else 0
+        out_channels = {"mask": 4, "layers": LAYERS + 1}.get(output, 3)
+        self.to_rgb = nn.Conv2d(c3 + skip, out_channels, 3, padding=1)
+        if output == "layers":
+            self.colours = nn.Linear(self.cond_dim, 3 * LAYERS)  # [B, C] -> LAYERS RGB colours
         self.apply(init_weights)
         if output == "residual":
             # The change starts at exactly zero: G begins as the identity.
@@ -156,6 +164,9 @@ class Generator(nn.Module):
         elif output == "mask":
             # The mask starts almost closed (sigmoid(-3) = 0.05): G begins close to the identity.
             nn.init.constant_(self.to_rgb.bias[3:], MASK_INIT_BIAS)
+        elif output == "layers":
+            # The keep-the-source channel starts ahead by 3 + log(LAYERS): every layer's weight ≈ 0.05.
+            nn.init.constant_(self.to_rgb.bias[:1], -MASK_INIT_BIAS + math.log(LAYERS))
 
     def forward(
         self, image: torch.Tensor, text: torch.Tensor, noise: torch.Tensor
@@ -166,6 +177,11 @@ class Generator(nn.Module):
         for block in self.blocks:  # [B, 512w, S/4, S/4]
             x = block(x, cond) if self.conditioning == "film" else block(x)
         x = self.decoder(x)  # [B, 128w, S, S]
+        if self.output == "layers":
+            weights = torch.softmax(self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1)).float(), dim=1)
+            colours = torch.tanh(self.colours(mu.to(x.dtype))).float().view(-1, LAYERS, 3, 1, 1)
+            painted = (weights[:, 1:, None] * colours).sum(dim=1)  # [B, 3, S, S]
+            return (weights[:, :1] * image + painted).to(x.dtype), mu, log_sigma
         if self.output == "mask":
             y = self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1))  # [B, 4, S, S]
             mask = torch.sigmoid(y[:, 3:])  # [B, 1, S, S]: where to repaint

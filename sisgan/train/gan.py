@@ -128,8 +128,9 @@ class Trainer:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
         self.autocast = cuda and cfg.bf16
-        # CUDA only, like bf16; one process (DDP's all-reduce is not captured); compile brings its own.
-        self.graphed = cuda and cfg.cuda_graph and not cfg.compile and not self.dist.enabled
+        # CUDA only, like bf16; one process (DDP's all-reduce is not captured). With gan.compile on as well,
+        # the compiled kernels are what gets captured.
+        self.graphed = cuda and cfg.cuda_graph and not self.dist.enabled
         self._graph: StepGraph | None = None
         self._graph_inputs: tuple[torch.Tensor, ...] = ()
         self._graph_lr: tuple[float, float] | None = None
