@@ -11,7 +11,9 @@
     data and augmentation, cached caption features, one G pass shared by both steps, bf16 autocast and
     channels_last on CUDA, fused Adam, no host sync, the whole step replayed as one CUDA graph), with the
     speed switches read from `params.yaml`'s gan section and overridable with --set.
---ladder adds the rungs between them, one switch at a time, so that each switch is measured on its own;
+--ladder adds the rungs between them, one change at a time, so that each is measured on its own: the
+    reference loop with cached φ(t), then also with device-resident data; then the project's step with all
+    speed switches off and a host sync per step, and each switch turned on in turn;
 --check-steps N trains N steps eagerly and N through the CUDA graph from one state and compares them.
 
 For each: images/s (median over --iters steps after --warmup), FLOPs per image counted by
@@ -37,6 +39,7 @@ import yaml
 from benchmarks.common import print_table, write_json
 from sisgan.config import GANConfig, SynthConfig
 from sisgan.data import synth
+from sisgan.data.loader import DeviceLoader
 from sisgan.losses import kl_divergence
 from sisgan.text.encoder import TextEncoder
 from sisgan.text.tokenizer import Vocabulary
@@ -85,7 +88,7 @@ class JpegCaptions(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
         from PIL import Image
 
         with Image.open(self.paths[i]) as im:
@@ -93,11 +96,17 @@ class JpegCaptions(torch.utils.data.Dataset):
         ids = self.vocab.encode(self.captions[i])
         padded = torch.zeros(self.vocab.max_words, dtype=torch.long)
         padded[: len(ids)] = torch.tensor(ids)
-        return image, padded, len(ids)
+        return image, padded, len(ids), i
 
 
-def reference_step_fn(cfg: GANConfig, device: torch.device, vocab: Vocabulary) -> tuple[Callable, dict]:
-    """One iteration of the reference loop on a loader batch (returns the losses as Python floats)."""
+def reference_step_fn(
+    cfg: GANConfig, device: torch.device, vocab: Vocabulary, cached: torch.Tensor | None = None
+) -> tuple[Callable, dict]:
+    """One iteration of the reference loop on a batch (returns the losses as Python floats).
+
+    batch: (images [B, 3, S, S] in [0, 1], token ids [B, W], lengths [B], dataset indices [B]). With
+    `cached` ([N, T] φ(t) per dataset row, on the device) the GRU is replaced by a lookup.
+    """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False  # PyTorch's default; the reference does not change it
     g, d = build_models(cfg, TEXT_DIM)
@@ -107,11 +116,14 @@ def reference_step_fn(cfg: GANConfig, device: torch.device, vocab: Vocabulary) -
     opt_d = torch.optim.Adam(d.parameters(), cfg.lr, (cfg.beta1, cfg.beta2))
     bce = F.binary_cross_entropy_with_logits
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        img, desc, lengths = batch
-        img, desc = img.to(device), desc.to(device)
-        with torch.no_grad():
-            phi = text(desc, lengths)  # the GRU on every batch
+    def step(batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        img, desc, lengths, index = batch
+        img = img.to(device)
+        if cached is None:
+            with torch.no_grad():
+                phi = text(desc.to(device), lengths)  # the GRU on every batch
+        else:
+            phi = cached[index.to(device)]
         # Mismatching/relevant texts built on the host, as the reference does (a device->host copy).
         phi_np = phi.cpu().numpy()
         half = len(phi_np) // 2
@@ -202,7 +214,7 @@ OFF = dict.fromkeys(
 )
 ON = {"share_fake": True, "fused_adam": True, "bf16": True, "channels_last": True}
 LADDER: list[tuple[str, dict[str, Any], bool]] = [  # (name, gan overrides, host sync after every step)
-    ("device data + cached φ(t)", OFF, True),
+    ("project step (texts built on the device, one D backward)", OFF, True),
     ("+ no host sync", OFF, False),
     ("+ one G forward", OFF | {"share_fake": True}, False),
     ("+ fused Adam", OFF | {"share_fake": True, "fused_adam": True}, False),
@@ -257,7 +269,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths, captions, arrays = make_dataset(Path(tmp), args.images, load)
         vocab = Vocabulary.build(captions)
-        rows.append(bench_reference(stage_cfg, device, vocab, paths, captions, load, args))
+        ref = (stage_cfg, device, vocab, paths, captions, arrays, load, args)
+        rows.append(bench_reference("reference", *ref))
+        if args.ladder:
+            rows.append(bench_reference("ref. + cached φ(t)", *ref, cached=True))
+            rows.append(
+                bench_reference("ref. + cached φ(t) + device data", *ref, cached=True, device_data=True)
+            )
         rungs = LADDER if args.ladder else []
         for name, switches, host_sync in rungs:
             cfg = GANConfig.from_dict(stage_cfg.to_dict() | switches)
@@ -301,31 +319,62 @@ def _stage_speed_switches() -> dict[str, Any]:
     return {k: gan[k] for k in SPEED_KEYS if k in gan}
 
 
-def bench_reference(cfg, device, vocab, paths, captions, load, args) -> dict[str, Any]:  # noqa: ANN001
-    ds = JpegCaptions(paths, captions, vocab, load, args.size)
-    loader = torch.utils.data.DataLoader(
-        ds,
-        batch_size=args.batch,
-        shuffle=True,
-        num_workers=args.workers,
-        drop_last=True,
-        persistent_workers=args.workers > 0,
-    )
-    step, _ = reference_step_fn(cfg, device, vocab)
-    batches = iter(())
+def bench_reference(
+    name,
+    cfg,
+    device,
+    vocab,
+    paths,
+    captions,
+    arrays,
+    load,
+    args,
+    cached=False,
+    device_data=False,  # noqa: ANN001
+) -> dict[str, Any]:
+    """The reference loop; `cached` swaps the GRU for a φ(t) lookup, `device_data` the JPEG loader for the
+    device-resident one (the two data-side changes, measured one at a time)."""
+    feats = None
+    if cached:
+        rng = np.random.default_rng(0)
+        feats = torch.from_numpy(rng.normal(size=(len(paths), TEXT_DIM)).astype(np.float32)).to(device)
+    step, _ = reference_step_fn(cfg, device, vocab, feats)
+    if device_data:
+        loader = DeviceLoader(arrays, args.batch, args.size, device=device)
+
+        def epoch_batches() -> Iterator:
+            for idx, images in loader:  # images in [-1, 1]; the reference step expects [0, 1]
+                yield (images + 1) / 2, None, None, idx
+
+    else:
+        jpeg = torch.utils.data.DataLoader(
+            JpegCaptions(paths, captions, vocab, load, args.size),
+            batch_size=args.batch,
+            shuffle=True,
+            num_workers=args.workers,
+            drop_last=True,
+            persistent_workers=args.workers > 0,
+        )
+
+        def epoch_batches() -> Iterator:
+            return iter(jpeg)
+
+    batches: Iterator = iter(())
 
     def one() -> None:
         nonlocal batches
         try:
             batch = next(batches)
         except StopIteration:
-            batches = iter(loader)
+            batches = epoch_batches()
             batch = next(batches)
         step(batch)
 
     flops = count_flops(one)
     times = time_steps(one, args.iters, args.warmup, device)
-    return _row("reference", times, flops, args.batch)
+    row = _row(name, times, flops, args.batch)
+    row["switches"] = {"cached_text": cached, "device_data": device_data}
+    return row
 
 
 def _trainer(cfg: GANConfig, device: torch.device, arrays: np.ndarray, seed: int = 0) -> Trainer:
