@@ -242,7 +242,7 @@ class GANConfig(Config):
     vse_weight: float = 0.0  # ranking loss of the frozen VSE image embedding of G's output vs φ(t̄)
     cycle_weight: float = 0.0  # L1 of G(G(x, t̄), t) vs x on the mismatching half (cycle consistency)
     recolour: bool = False  # recon learns from G(recoloured x, t) = x: repaint what the text names
-    output: Literal["direct", "residual", "mask", "layers"] = "direct"  # see sisgan.models.generator
+    output: Literal["direct", "residual", "mask", "layers", "regions"] = "direct"  # sisgan.models.generator
     conditioning: Literal["concat", "film"] = "concat"  # "film": the text also modulates each residual block
     # Speed (same maths).
     share_fake: bool = True  # one G forward serves the D and G steps (the reference runs G twice)

@@ -12,6 +12,7 @@ from sisgan.errors import ConfigError
 from sisgan.losses import DiscriminatorStep, GeneratorStep, SisganLoss, kl_divergence, mismatched_and_relevant
 from sisgan.models import Discriminator, Generator
 from sisgan.models.blocks import ResidualBlock, TextResidualBlock
+from sisgan.models.generator import colour_regions, region_mean
 from sisgan.train import checkpoint
 from sisgan.train.gan import GanData, NonFiniteLoss, Trainer, fit, lr_at
 from sisgan.train.graphs import EagerStepGraph, TrainingState
@@ -407,6 +408,26 @@ def test_layers_output_paints_flat_text_chosen_colours_or_keeps_the_source():
     torch.testing.assert_close(again, painted)  # the colour follows μ(t), not the noise
     torch.testing.assert_close(other, painted.flip(0))  # ... and the text
     torch.testing.assert_close(kept, x)
+
+
+def test_regions_output_repaints_each_colour_region_as_a_whole():
+    # Two flat colours in a checkerboard of 2x2 cells: two regions, each split into many pieces.
+    cells = (torch.arange(16)[:, None] // 2 + torch.arange(16)[None, :] // 2) % 2  # [16, 16] in {0, 1}
+    red, blue = torch.tensor([0.9, -0.9, -0.9]), torch.tensor([-0.9, -0.9, 0.9])
+    x = torch.where(cells.bool()[None, :, :], red[:, None, None], blue[:, None, None])[None].repeat(
+        2, 1, 1, 1
+    )
+    regions = colour_regions(x, 4)
+    assert regions.shape == (2, 64, 16, 16) and int((regions.sum(dim=(2, 3)) > 0).sum()) == 4  # 2 per image
+    g = Generator(16, 10, 0.125, output="regions").train()
+    out, _, _ = g(x, torch.randn(2, 10), torch.randn(2, g.cond_dim))
+    for b in range(2):
+        for mask in (cells.bool(), ~cells.bool()):
+            pixels = out[b][:, mask]  # [3, n]: one region's output
+            assert torch.allclose(pixels, pixels[:, :1].expand_as(pixels), atol=1e-5), "one colour per region"
+    values = torch.randn(2, 5, 16, 16)
+    pooled = region_mean(values, regions)
+    torch.testing.assert_close(pooled[:, :, cells.bool()].mean(-1), values[:, :, cells.bool()].mean(-1))
 
 
 def test_cycle_term_is_g_run_back_with_the_sources_own_text():

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sisgan.config import GANConfig
@@ -15,10 +16,13 @@ from sisgan.models.blocks import ResidualBlock, TextResidualBlock, ch, init_weig
 # How G's last layer forms the output image: "direct" (the paper: tanh of the decoder), "residual" (source +
 # a predicted change) or "mask" (a repaint layer blended into the source by a predicted mask, as GANimation
 # does for faces). The last two are improvements, off in the paper profile.
-OUTPUTS = ("direct", "residual", "mask", "layers")
+OUTPUTS = ("direct", "residual", "mask", "layers", "regions")
 # "layers": LAYERS flat colours, each chosen by the text alone, painted through soft masks (one more mask
 # channel keeps the source). A colour cannot vary inside a layer, so G can only recolour regions.
+# "regions": the same, with the mask also constant over each colour region of the source (its pixels
+# quantised to REGION_BINS levels per channel): a part is repainted whole, in one colour, or kept.
 LAYERS = 4
+REGION_BINS = 4
 # How the text condition enters: "concat" (the paper: tiled and concatenated once, before the residual
 # blocks) or "film" (also modulating every residual block; an improvement).
 CONDITIONINGS = ("concat", "film")
@@ -99,6 +103,21 @@ class ConditioningAugmentation(nn.Module):
         return mu + log_sigma.exp() * noise, mu, log_sigma
 
 
+def colour_regions(image: torch.Tensor, bins: int) -> torch.Tensor:
+    """[B, 3, S, S] in [-1, 1] -> one-hot [B, bins³, S, S]: each pixel's colour quantised to `bins` levels
+    per channel. Pixels of one flat-coloured part share a region (wherever they are in the image)."""
+    q = ((image.float() + 1) / 2 * bins).floor().clamp(0, bins - 1).long()  # [B, 3, S, S]
+    ids = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]  # [B, S, S]
+    return F.one_hot(ids, bins**3).permute(0, 3, 1, 2).float()
+
+
+def region_mean(values: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """values [B, C, S, S] replaced by their mean over each region (regions: one-hot [B, K, S, S])."""
+    counts = regions.sum(dim=(2, 3)).clamp(min=1)  # [B, K]
+    means = torch.einsum("bchw,bkhw->bck", values, regions) / counts[:, None]  # [B, C, K]
+    return torch.einsum("bck,bkhw->bchw", means, regions)
+
+
 class Generator(nn.Module):
     """(image [B, 3, S, S] in [-1, 1], φ(t) [B, T], noise [B, C]) -> (image [B, 3, S, S], μ, log σ)."""
 
@@ -151,10 +170,11 @@ class Generator(nn.Module):
         )
         # The last 3x3 conv. "mask" also sees the source pixels (a skip connection: the decoder works from
         # S/4 features, and a mask has to follow the parts' edges at full resolution) and adds a 4th channel.
-        skip = 3 if output in ("mask", "layers") else 0
-        out_channels = {"mask": 4, "layers": LAYERS + 1}.get(output, 3)
+        layered = output in ("layers", "regions")
+        skip = 3 if output == "mask" or layered else 0
+        out_channels = LAYERS + 1 if layered else {"mask": 4}.get(output, 3)
         self.to_rgb = nn.Conv2d(c3 + skip, out_channels, 3, padding=1)
-        if output == "layers":
+        if layered:
             self.colours = nn.Linear(self.cond_dim, 3 * LAYERS)  # [B, C] -> LAYERS RGB colours
         self.apply(init_weights)
         if output == "residual":
@@ -164,7 +184,7 @@ class Generator(nn.Module):
         elif output == "mask":
             # The mask starts almost closed (sigmoid(-3) = 0.05): G begins close to the identity.
             nn.init.constant_(self.to_rgb.bias[3:], MASK_INIT_BIAS)
-        elif output == "layers":
+        elif layered:
             # The keep-the-source channel starts ahead by 3 + log(LAYERS): every layer's weight ≈ 0.05.
             nn.init.constant_(self.to_rgb.bias[:1], -MASK_INIT_BIAS + math.log(LAYERS))
 
@@ -177,8 +197,11 @@ class Generator(nn.Module):
         for block in self.blocks:  # [B, 512w, S/4, S/4]
             x = block(x, cond) if self.conditioning == "film" else block(x)
         x = self.decoder(x)  # [B, 128w, S, S]
-        if self.output == "layers":
-            weights = torch.softmax(self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1)).float(), dim=1)
+        if self.output in ("layers", "regions"):
+            logits = self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1)).float()  # [B, 1 + LAYERS, S, S]
+            if self.output == "regions":
+                logits = region_mean(logits, colour_regions(image, REGION_BINS))
+            weights = torch.softmax(logits, dim=1)
             colours = torch.tanh(self.colours(mu.to(x.dtype))).float().view(-1, LAYERS, 3, 1, 1)
             painted = (weights[:, 1:, None] * colours).sum(dim=1)  # [B, 3, S, S]
             return (weights[:, :1] * image + painted).to(x.dtype), mu, log_sigma
