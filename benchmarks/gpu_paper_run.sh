@@ -49,11 +49,12 @@ bench() {
 train() {
   # Epochs from the rate the stage's own step reached in `bench` (row "real"), at most MAX_EPOCHS.
   local epochs
-  epochs=$($PY - "$RUN/train_throughput.json" "${TRAIN_SECONDS:-330}" "${MAX_EPOCHS:-600}" <<'EOF'
+  epochs=$($PY - "$RUN/train_throughput.json" "${TRAIN_SECONDS:-330}" "${MAX_EPOCHS:-600}" "$BATCH" <<'EOF'
 import json, sys
 rate = next(r["images_per_s"] for r in json.load(open(sys.argv[1]))["rows"] if r["mode"] == "real")
-train = 3000 // 64 * 64  # synth-birds train split, whole batches
-print(max(1, min(int(sys.argv[3]), int(float(sys.argv[2]) * rate / train))))
+rows = json.load(open("data/shards/synth-birds/manifest.json"))["splits"]["train"]["rows"]
+per_epoch = rows // int(sys.argv[4]) * int(sys.argv[4])  # whole batches
+print(max(1, min(int(sys.argv[3]), int(float(sys.argv[2]) * rate / per_epoch))))
 EOF
   )
   echo "train_gan: $epochs epochs" | tee -a "$RUN/times.txt"

@@ -168,9 +168,10 @@ class Generator(nn.Module):
             nn.BatchNorm2d(c3),
             nn.ReLU(inplace=True),
         )
-        # The last 3x3 conv. "mask" also sees the source pixels (a skip connection: the decoder works from
-        # S/4 features, and a mask has to follow the parts' edges at full resolution) and adds a 4th channel.
-        layered = output in ("layers", "regions")
+        # The last 3x3 conv. "mask", "layers" and "regions" also see the source pixels (a skip connection: the
+        # decoder works from S/4 features, and a mask has to follow the parts' edges at full resolution);
+        # "mask" adds a mask channel, the layered outputs one mask logit per layer plus one to keep the source.
+        self.layered = layered = output in ("layers", "regions")
         skip = 3 if output == "mask" or layered else 0
         out_channels = LAYERS + 1 if layered else {"mask": 4}.get(output, 3)
         self.to_rgb = nn.Conv2d(c3 + skip, out_channels, 3, padding=1)
@@ -197,7 +198,7 @@ class Generator(nn.Module):
         for block in self.blocks:  # [B, 512w, S/4, S/4]
             x = block(x, cond) if self.conditioning == "film" else block(x)
         x = self.decoder(x)  # [B, 128w, S, S]
-        if self.output in ("layers", "regions"):
+        if self.layered:
             logits = self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1)).float()  # [B, 1 + LAYERS, S, S]
             if self.output == "regions":
                 logits = region_mean(logits, colour_regions(image, REGION_BINS))
