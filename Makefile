@@ -21,7 +21,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The paper's recipe on top of params.yaml (the embedded default's improvements off, the paper's sizes and
 # learning rates). `make repro-paper SET="dataset=cub data.archives=/data/archives"` adds overrides.
 PAPER_PROFILE := data.load_size=74 text.image_size=64 text.lr=2.0e-4 gan.image_size=64 gan.width=1.0 \
-	gan.epochs=600 gan.lr=2.0e-4 gan.recon_weight=0.0 gan.vse_weight=0.0 gan.output=direct
+	gan.epochs=600 gan.lr=2.0e-4 gan.kl_weight=1.0 gan.recon_weight=0.0 gan.vse_weight=0.0 gan.swap_weight=0.0 \
+	gan.output=direct gan.conditioning=concat
 
 setup: $(STAMP)
 

@@ -2,8 +2,8 @@
 
     python -m benchmarks.ablation --epochs 10 --variant paper --variant recon=10,vse=1,out=mask
 
-Variant keys: recon, vse, cyc (loss weights), lr, kl, batch, out (direct | residual | mask), rc (recolour: 1),
-cond (concat | film).
+Variant keys: recon, vse, cyc, swap (loss weights), sv (colour-swap sets), lr, kl, batch,
+out (direct | residual | mask | layers | regions), rc (recolour: 1), cond (concat | film).
 
 Trains each variant from the same initialisation on the current shards and cached caption features
 (run `dvc repro pretrain_text` first), evaluates it with the `evaluate` stage's metrics and prints a
@@ -24,6 +24,7 @@ from sisgan.data.shards import load_split
 from sisgan.eval.evaluate import build_context, evaluate_rows, run_generator
 from sisgan.text.model import TextModel, load_features
 from sisgan.train.gan import GanData, Trainer, fit
+from sisgan.train.swaps import build_swaps
 
 KEYS = {
     "recon": "recon_weight",
@@ -35,9 +36,11 @@ KEYS = {
     "cyc": "cycle_weight",
     "rc": "recolour",
     "cond": "conditioning",
+    "swap": "swap_weight",
+    "sv": "swap_variants",
 }
 # How a variant value is read; every other key is a float weight or rate.
-PARSE = {"batch": int, "out": str, "cond": str, "rc": lambda v: v == "1"}
+PARSE = {"batch": int, "sv": int, "out": str, "cond": str, "rc": lambda v: v == "1"}
 
 
 def parse_variant(text: str) -> dict:
@@ -64,15 +67,22 @@ def main() -> None:
         "recon_weight": 0.0,
         "vse_weight": 0.0,
         "cycle_weight": 0.0,
+        "swap_weight": 0.0,
         "output": "direct",
     }
     shards = shard_dir(section(params, DataConfig).root, dataset)
     train, test = load_split(shards, "train"), load_split(shards, "test")
     feats, counts = load_features(f"data/features/{dataset}/train.npz", train.image_ids)
     text = TextModel.load("models/text")
-    rows = []
+    rows, swaps = [], {}
     for name in args.variant or ["paper"]:
         cfg = GANConfig.from_dict(base | parse_variant(name))
+        if cfg.swap_weight and cfg.swap_variants not in swaps:
+            encode = lambda texts: text.encode_texts(texts).numpy()  # noqa: E731
+            swaps[cfg.swap_variants] = build_swaps(
+                train.images, train.captions, encode, cfg.swap_variants, params.get("seed", 0)
+            )
+        swap_images, swap_features = swaps[cfg.swap_variants] if cfg.swap_weight else (None, None)
         data = GanData(
             train.images,
             feats,
@@ -82,6 +92,8 @@ def main() -> None:
             ["-"],
             vse_encoder=text.image_encoder,
             vse_size=text.config.image_size,
+            swap_images=swap_images,
+            swap_features=swap_features,
         )
         t0 = time.perf_counter()
         trainer = Trainer(cfg, data, seed=params.get("seed", 0))

@@ -1,11 +1,12 @@
 """Supervised ceiling on synth-birds: how far exact edit targets take this generator in the same budget.
 
-    python -m benchmarks.ceiling --epochs 21 --eval-every 7 --loss l2 --weight 100 --lr 1e-3 --kl 0
+    python -m benchmarks.ceiling --epochs 21 --eval-every 7 --weight 100 --lr 1e-3 --kl 0
 
 Every training image gets one target caption (another image's) and its exact counterfactual, rendered from
 the image's scene. On top of the GAN losses of params.yaml, the mismatching half of each batch is trained
-towards those counterfactuals with a pixel loss; the VSE loss is off. No training signal that needs no ground
-truth can give G more than this, so the table bounds what any of them can reach in the same number of steps.
+towards those counterfactuals with an L2 pixel loss (the `gan.swap_weight` path with exact targets); the VSE
+loss is off. No training signal that needs no ground truth can give G more than this, so the table bounds
+what any of them can reach in the same number of steps.
 Run `dvc repro pretrain_text` first; the table is also written as JSON (benchmarks/results/ceiling.json).
 """
 
@@ -25,7 +26,6 @@ from sisgan.data import synth
 from sisgan.data.shards import SplitData, load_split
 from sisgan.errors import ConfigError
 from sisgan.eval.evaluate import build_context, counterfactual_metrics, run_generator
-from sisgan.losses import mismatched_and_relevant, mismatching_rows
 from sisgan.text.model import TextModel, load_features
 from sisgan.train.gan import GanData, Trainer
 
@@ -54,55 +54,30 @@ def counterfactual_targets(
     return target, caption, edits
 
 
-class SupervisedTrainer(Trainer):
-    """The GAN trainer with the mismatching half's text set to each image's target caption and a pixel loss
-    towards its exact edit. The loader carries source and edit as one 6-channel image, so both get the same
-    random crop and flip. Its step is Trainer.train_step's D and G steps without the VSE, cycle and recolour
-    options and without autocast (main turns those options off)."""
-
-    def __init__(self, *args, edits: np.ndarray, target_text: np.ndarray, weight: float, loss: str, **kwargs):  # noqa: ANN002, ANN003
-        super().__init__(*args, **kwargs)
-        both = np.concatenate([self.data.images, edits], axis=3)  # [N, L, L, 6]
-        self.loader.images = torch.from_numpy(both).permute(0, 3, 1, 2).contiguous().to(self.device)
-        self.target_text = torch.from_numpy(target_text).float().to(self.device)  # [N, T]
-        self.weight, self.pixel_loss = weight, loss
-        self._idx = torch.zeros(0, dtype=torch.long)
-
-    def batches(self, epoch: int, start: int = 0):  # noqa: ANN201
-        for b, idx, images in super().batches(epoch, start):
-            self._idx = idx
-            yield b, idx, images
-
-    def train_step(self, real: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
-        real, edit = real[:, :3].contiguous(), real[:, 3:].contiguous()  # [B, 3, S, S] each
-        half = mismatching_rows(len(real))
-        mismatch, relevant = mismatched_and_relevant(text)
-        relevant = torch.cat([self.target_text[self._idx[:half]], relevant[half:]])
-        fake, mu, log_sigma, _ = self.g_train(real, relevant, self._noise(len(real)), text)
-        d_loss, d_stats = self.loss.d_loss(self.d_step, real, fake.detach(), text, mismatch, relevant)
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
-        self.d.requires_grad_(False)
-        g_loss, g_stats = self.loss.g_loss(self.d, real, fake, mu, log_sigma, relevant)
-        diff = fake[:half] - edit[:half]
-        pixel = diff.pow(2).mean() if self.pixel_loss == "l2" else diff.abs().mean()
-        g_loss = g_loss + self.weight * pixel
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.opt_g.step()
-        self.d.requires_grad_(True)
-        # The pixel loss rides in the (unused) cycle slot, so run_epoch averages it like the other losses.
-        stats = {k: v.detach() for k, v in (d_stats | g_stats).items()} | {"cycle": pixel.detach()}
-        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **stats}
+def supervised_data(
+    train: SplitData, feats: np.ndarray, counts: np.ndarray, test_images: np.ndarray, seed: int
+) -> GanData:
+    """GanData whose one "swap" set is the exact edits: the mismatching half of every batch then trains
+    towards the counterfactual of its image under another image's caption, through the same code path as
+    `gan.swap_weight` (sisgan.train.swaps), with exact targets in place of colour swaps."""
+    target, caption, edits = counterfactual_targets(train, counts, seed)
+    return GanData(
+        train.images,
+        feats,
+        counts,
+        test_images[:1],
+        feats[:1, 0],
+        ["-"],
+        swap_images=edits[None],
+        swap_features=feats[target, caption][None],
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--eval-every", type=int, default=7)
-    ap.add_argument("--loss", choices=("l1", "l2"), default="l2")
-    ap.add_argument("--weight", type=float, default=100.0, help="weight of the pixel loss")
+    ap.add_argument("--weight", type=float, default=100.0, help="weight of the L2 pixel loss")
     ap.add_argument("--lr", type=float, default=None, help="default: gan.lr")
     ap.add_argument("--kl", type=float, default=None, help="default: gan.kl_weight")
     ap.add_argument("--max-images", type=int, default=300, help="test images to evaluate on (0 = all)")
@@ -112,25 +87,16 @@ def main() -> None:
     params = load_params()
     dataset, seed = params["dataset"], params.get("seed", 0)
     options_off = {"vse_weight": 0.0, "cycle_weight": 0.0, "recolour": False}
-    gan = section(params, GANConfig).to_dict() | options_off | {"epochs": args.epochs}
+    gan = section(params, GANConfig).to_dict() | options_off
+    gan |= {"epochs": args.epochs, "swap_weight": args.weight}
     gan |= {k: v for k, v in (("lr", args.lr), ("kl_weight", args.kl)) if v is not None}
     gan |= {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     cfg = GANConfig.from_dict(gan)
     shards = shard_dir(section(params, DataConfig).root, dataset)
     train, test = load_split(shards, "train"), load_split(shards, "test")
     feats, counts = load_features(f"data/features/{dataset}/train.npz", train.image_ids)
-    target, caption, edits = counterfactual_targets(train, counts, seed)
     text = TextModel.load("models/text")
-    data = GanData(train.images, feats, counts, test.images[:1], feats[:1, 0], ["-"])
-    trainer = SupervisedTrainer(
-        cfg,
-        data,
-        seed=seed,
-        edits=edits,
-        target_text=feats[target, caption],
-        weight=args.weight,
-        loss=args.loss,
-    )
+    trainer = Trainer(cfg, supervised_data(train, feats, counts, test.images, seed), seed=seed)
     eval_cfg = EvalConfig(max_images=args.max_images)
     ctx = build_context(test, text, eval_cfg, cfg.image_size, 0, torch.device("cpu"))
     rows, t0 = [], time.perf_counter()
@@ -143,14 +109,14 @@ def main() -> None:
             {
                 "epoch": epoch,
                 "train_s": time.perf_counter() - t0,
-                "pixel_loss": row["cycle"],
+                "pixel_loss": row["swap"],
                 "attr_acc": cf["attribute_accuracy"],
                 "keep_acc": cf["keep_accuracy"],
                 "bg_psnr": cf["background_psnr"],
             }
         )
         print_table(rows, list(rows[0]))
-    setup = {"loss": args.loss, "weight": args.weight, "gan": gan}
+    setup = {"loss": "l2", "weight": args.weight, "gan": gan}
     write_json("ceiling", {"dataset": dataset, "setup": setup, "rows": rows}, args.out)
 
 

@@ -18,7 +18,8 @@ WIDTH=${WIDTH:-1.0} SIZE=${SIZE:-64} LOAD=${LOAD:-74} BATCH=${BATCH:-64}
 PAPER=(
   --set data.load_size="$LOAD" --set text.image_size="$SIZE" --set text.lr=2.0e-4
   --set gan.image_size="$SIZE" --set gan.width="$WIDTH" --set gan.batch_size="$BATCH" --set gan.lr=2.0e-4
-  --set gan.recon_weight=0.0 --set gan.vse_weight=0.0 --set gan.output=direct
+  --set gan.kl_weight=1.0 --set gan.recon_weight=0.0 --set gan.vse_weight=0.0 --set gan.swap_weight=0.0
+  --set gan.output=direct --set gan.conditioning=concat
   --set gan.checkpoint_every=50 --set gan.sample_every=25 --set tracking.enabled=false
 )
 read -ra EXTRA <<<"${EXTRA_SETS:-}"  # more --set pairs, e.g. for a CPU smoke test

@@ -59,7 +59,7 @@ def main() -> None:
     params = stage_params(__doc__.splitlines()[0])
     dataset, seed = params["dataset"], params.get("seed", 0)
     data_cfg, cfg = section(params, DataConfig), section(params, GANConfig)
-    section(params, TextConfig)  # validated here too: train_gan reads models/text when vse_weight > 0
+    section(params, TextConfig)  # validated here too: train_gan reads models/text for the VSE and swap losses
     tracking = section(params, TrackingConfig)
     dist, device = init_from_env(resolve_device(cfg.device))
     try:
@@ -83,14 +83,24 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
     sources, targets, captions = sample_set(test, test_feats, cfg.samples)
     data = GanData(train.images, feats, counts, sources, targets, captions)
     grid_sources = center_crop(sources, cfg.image_size)  # what the generator sees at sampling time
-    if cfg.vse_weight:
+    log = print if dist.is_main else (lambda msg: None)
+    if cfg.vse_weight or cfg.swap_weight:
         from sisgan.text.model import TextModel
 
         text_model = TextModel.load(TEXT_DIR)
+    if cfg.vse_weight:
         data.vse_encoder, data.vse_size = text_model.image_encoder, text_model.config.image_size
+    if cfg.swap_weight:
+        from sisgan.train.swaps import build_swaps
+
+        def encode(texts: list[str]) -> np.ndarray:
+            return text_model.encode_texts(texts).cpu().numpy()
+
+        data.swap_images, data.swap_features = build_swaps(
+            train.images, train.captions, encode, cfg.swap_variants, seed, log
+        )
     trainer = Trainer(cfg, data, seed=seed, device=device, dist=dist)
     ckpt = Path(f"checkpoints/{dataset}/gan.pt")
-    log = print if dist.is_main else (lambda msg: None)
     trainer.try_resume(ckpt, log)
 
     run_ctx = stage_run(
@@ -124,6 +134,7 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
                 d=f"{row['d_loss']:.3f}",
                 g=f"{row['g_adv']:.3f}",
                 kl=f"{row['kl']:.3f}",
+                **({"swap": f"{row['swap']:.4f}"} if cfg.swap_weight else {}),
                 ips=f"{row['images_per_s']:.0f}",
             )
             bar.update()
@@ -140,7 +151,8 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
             "generator": ["g_adv", "kl"]
             + (["recon"] if cfg.recon_weight else [])
             + (["vse"] if cfg.vse_weight else [])
-            + (["cycle"] if cfg.cycle_weight else []),
+            + (["cycle"] if cfg.cycle_weight else [])
+            + (["swap"] if cfg.swap_weight else []),
         }
         write_csv("plots/train_gan.csv", history)
         line_png("plots/train_gan.png", history, "epoch", panels, title=f"train_gan on {dataset}")

@@ -242,6 +242,8 @@ class GANConfig(Config):
     vse_weight: float = 0.0  # ranking loss of the frozen VSE image embedding of G's output vs φ(t̄)
     cycle_weight: float = 0.0  # L1 of G(G(x, t̄), t) vs x on the mismatching half (cycle consistency)
     recolour: bool = False  # recon learns from G(recoloured x, t) = x: repaint what the text names
+    swap_weight: float = 0.0  # L2 of G(x, colour-swapped t) vs x recoloured alike (sisgan.train.swaps)
+    swap_variants: int = 4  # swapped caption + recoloured image pairs per training image
     output: Literal["direct", "residual", "mask", "layers", "regions"] = "direct"  # sisgan.models.generator
     conditioning: Literal["concat", "film"] = "concat"  # "film": the text also modulates each residual block
     # Speed (same maths).
@@ -278,6 +280,8 @@ class GANConfig(Config):
         self._require(self.recon_weight >= 0, "recon_weight", "must be >= 0.")
         self._require(self.vse_weight >= 0, "vse_weight", "must be >= 0.")
         self._require(self.cycle_weight >= 0, "cycle_weight", "must be >= 0.")
+        self._require(self.swap_weight >= 0, "swap_weight", "must be >= 0.")
+        self._require(self.swap_variants >= 1, "swap_variants", "must be at least 1.")
         self._require(
             not self.recolour or self.recon_weight > 0,
             "recolour",

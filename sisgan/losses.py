@@ -93,7 +93,10 @@ class SisganLoss:
       text-image matching signal, as AttnGAN's DAMSM loss gives its generator), and
     + λ_cyc · L1(G(G(x, t̄), t), x) on the mismatching half (CycleGAN's cycle consistency with the
       source's own caption: undoing an edit needs the colours t names painted exactly where they were,
-      a pixel-level signal for following the text that no critic gives).
+      a pixel-level signal for following the text that no critic gives), and
+    + λ_swap · L2(G(x, t_swap), x_swap) on the mismatching half, where t_swap is one of x's captions with
+      its colour words swapped and x_swap is x recoloured alike (sisgan.train.swaps): an edit with a
+      known answer, built from the data without labels.
     """
 
     def __init__(
@@ -105,9 +108,10 @@ class SisganLoss:
         vse_size: int | None = None,
         margin: float = 0.2,
         cycle_weight: float = 0.0,
+        swap_weight: float = 0.0,
     ) -> None:
         self.kl_weight, self.recon_weight, self.vse_weight = kl_weight, recon_weight, vse_weight
-        self.cycle_weight = cycle_weight
+        self.cycle_weight, self.swap_weight = cycle_weight, swap_weight
         self.vse_encoder, self.vse_size, self.margin = vse_encoder, vse_size, margin
         if vse_weight and vse_encoder is None:
             raise ValueError("vse_weight > 0 needs the frozen VSE image encoder")
@@ -126,8 +130,20 @@ class SisganLoss:
         )
         return d_real + d_mis + d_fake, {"d_real": d_real, "d_mismatch": d_mis, "d_fake": d_fake}
 
-    def g_loss(self, discriminator: torch.nn.Module, real, fake, mu, log_sigma, relevant, cycled=None):  # noqa: ANN001, ANN201
-        """-> (loss, {g_adv, kl, recon, vse, cycle}); cycled from GeneratorStep when cycle_weight > 0."""
+    def g_loss(  # noqa: ANN201
+        self,
+        discriminator: torch.nn.Module,
+        real,
+        fake,
+        mu,
+        log_sigma,
+        relevant,
+        cycled=None,
+        swapped=None,  # noqa: ANN001
+    ):
+        """-> (loss, {g_adv, kl, recon, vse, cycle, swap}); cycled from GeneratorStep when cycle_weight > 0,
+        swapped [B/2, 3, S, S] the mismatching half's targets when swap_weight > 0 (its text is then the
+        swapped captions)."""
         logit = discriminator(fake, relevant)
         g_adv = F.binary_cross_entropy_with_logits(logit.float(), torch.ones_like(logit, dtype=torch.float32))
         kl = kl_divergence(mu.float(), log_sigma.float())
@@ -147,10 +163,16 @@ class SisganLoss:
         if self.cycle_weight:
             cycle = (cycled.float() - real[:half].float()).abs().mean()
             loss = loss + self.cycle_weight * cycle
+        swap = torch.zeros((), device=fake.device)
+        if self.swap_weight:
+            # L2, not L1: while G is unsure of the colour L1's optimum (the median) is to change nothing.
+            swap = (fake[:half].float() - swapped.float()).pow(2).mean()
+            loss = loss + self.swap_weight * swap
         return loss, {
             "g_adv": g_adv,
             "kl": kl,
             "recon": recon.detach(),
             "vse": vse.detach(),
             "cycle": cycle.detach(),
+            "swap": swap.detach(),
         }

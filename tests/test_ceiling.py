@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import synth_shards
 
-from benchmarks.ceiling import SupervisedTrainer, counterfactual_targets
+from benchmarks.ceiling import counterfactual_targets, supervised_data
 from sisgan.config import GANConfig, SynthConfig
 from sisgan.data import synth
 from sisgan.data.shards import load_split
 from sisgan.errors import ConfigError
-from sisgan.train.gan import GanData
+from sisgan.train.gan import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -45,24 +45,25 @@ def test_targets_need_ground_truth(split):
         counterfactual_targets(real, np.ones(len(split), dtype=np.int64))
 
 
-def test_supervised_trainer_learns_the_edits(split):
+def test_supervised_training_learns_the_edits(split):
     counts = np.array([len(c) for c in split.captions])
     n, rng = len(split), np.random.default_rng(0)
     feats = rng.normal(size=(n, 3, 8)).astype(np.float32)
     target, caption, edits = counterfactual_targets(split, counts, seed=0)
     cfg = GANConfig.from_dict(
         {"image_size": 16, "width": 0.125, "batch_size": 8, "epochs": 1, "output": "mask", "flip": False}
+        | {"swap_weight": 100.0}
     )
-    data = GanData(split.images, feats, counts, split.images[:1], feats[:1, 0], ["-"])
-    trainer = SupervisedTrainer(
-        cfg, data, edits=edits, target_text=feats[target, caption], weight=100.0, loss="l2"
-    )
+    data = supervised_data(split, feats, counts, split.images, seed=0)
+    np.testing.assert_array_equal(data.swap_images[0], edits)
+    np.testing.assert_array_equal(data.swap_features[0], feats[target, caption])
+    trainer = Trainer(cfg, data)
     _, idx, both = next(trainer.batches(0))
     assert both.shape == (8, 6, 16, 16)
     # Source and edit share the crop: they agree wherever the edit leaves the image alone (the background).
     same = (both[:, :3] == both[:, 3:]).all(1).float().mean()
     assert 0.5 < same < 1.0
-    first = trainer.train_step(both, trainer._text(idx))["cycle"]
+    first = trainer.train_step(both, trainer._text(idx), idx)["swap"]
     for _ in range(15):
-        last = trainer.train_step(both, trainer._text(idx))["cycle"]
+        last = trainer.train_step(both, trainer._text(idx), idx)["swap"]
     assert torch.isfinite(first) and last < 0.8 * first

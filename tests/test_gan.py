@@ -145,6 +145,16 @@ def _data(n: int = 24, size: int = 20, text_dim: int = 10, seed: int = 0) -> Gan
     return GanData(images, feats, counts, images[:2], feats[:3, 0], ["a", "b", "c"])
 
 
+def _swap_data(variants: int = 2, **kw) -> GanData:
+    """_data with `variants` colour-swap sets: random edits and swapped-caption features."""
+    data = _data(**kw)
+    rng = np.random.default_rng(99)
+    n, size, _, _ = data.images.shape
+    data.swap_images = rng.integers(0, 256, (variants, n, size, size, 3), dtype=np.uint8)
+    data.swap_features = rng.normal(size=(variants, n, data.features.shape[-1])).astype(np.float32)
+    return data
+
+
 def _cfg(**kw) -> GANConfig:
     base = {"image_size": 16, "width": 0.125, "batch_size": 8, "epochs": 2, "lr_decay_every": 1}
     return GANConfig.from_dict(base | kw)
@@ -194,13 +204,13 @@ def _graphed(trainer: Trainer) -> list[int]:
     return captures
 
 
-@pytest.mark.parametrize("share_fake", [True, False])
-def test_graphed_step_trains_exactly_like_the_eager_step(share_fake):
+@pytest.mark.parametrize(("share_fake", "swap_weight"), [(True, 0.0), (False, 0.0), (True, 10.0)])
+def test_graphed_step_trains_exactly_like_the_eager_step(share_fake, swap_weight):
     # Two epochs with the lr halved in between: the warm-up before each capture must leave no trace
     # (weights, batch-norm statistics, Adam moments and step count restored in place), and a new lr
-    # must be captured again.
-    cfg = _cfg(share_fake=share_fake, epochs=2, lr_decay_every=1)
-    eager, graphed = Trainer(cfg, _data(), seed=5), Trainer(cfg, _data(), seed=5)
+    # must be captured again. With colour swaps, their targets and texts are graph inputs too.
+    cfg = _cfg(share_fake=share_fake, epochs=2, lr_decay_every=1, swap_weight=swap_weight)
+    eager, graphed = Trainer(cfg, _swap_data(), seed=5), Trainer(cfg, _swap_data(), seed=5)
     captures = _graphed(graphed)
     for epoch in (1, 2):
         rows = eager.run_epoch(epoch), graphed.run_epoch(epoch)
@@ -316,6 +326,8 @@ def test_sample_grid_shape():
         ({"encoder": "resnet"}, r"gan.encoder = 'resnet'; choose one of \['conv', 'vgg16bn'\]"),
         ({"width": 0}, "gan.width"),
         ({"batchsize": 8}, r"unknown key\(s\) \['batchsize'\] in section 'gan'"),
+        ({"swap_weight": -1}, "gan.swap_weight"),
+        ({"swap_variants": 0}, "gan.swap_variants"),
     ],
 )
 def test_bad_params_are_clear_errors(values, match):
@@ -520,3 +532,73 @@ def test_recolour_feeds_g_recoloured_matching_rows_and_needs_recon():
     assert not torch.equal(source[half:], real[half:])
     stats = trainer.train_step(real, trainer._text(idx))
     assert all(torch.isfinite(v) for v in stats.values())
+
+
+# Section: colour-swap pairs (gan.swap_weight).
+
+
+def test_swap_term_is_l2_of_the_mismatching_half_towards_its_targets():
+    torch.manual_seed(0)
+    d = Discriminator(16, 10, 0.125)
+    real, fake = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1
+    mu, ls, rel = torch.zeros(4, 8), torch.zeros(4, 8), torch.randn(4, 10)
+    target = torch.rand(2, 3, 16, 16) * 2 - 1
+    plain, _ = SisganLoss().g_loss(d, real, fake, mu, ls, rel)
+    total, stats = SisganLoss(swap_weight=3.0).g_loss(d, real, fake, mu, ls, rel, swapped=target)
+    expected = (fake[:2] - target).pow(2).mean()
+    assert float(stats["swap"]) == pytest.approx(float(expected))
+    assert (total - plain).item() == pytest.approx(3.0 * expected.item(), rel=1e-5)
+
+
+def test_swap_training_pairs_each_epoch_with_the_next_edit_set():
+    data = _swap_data(variants=2)
+    trainer = Trainer(_cfg(flip=False, swap_weight=10.0), data)
+    for epoch in (0, 1, 2):
+        _, idx, both = next(trainer.batches(epoch))
+        assert both.shape == (8, 6, 16, 16)
+        k = epoch % 2
+        # Source and edit share the random crop: each channel group is a crop of its own array at one offset.
+        src = torch.from_numpy(data.images[idx.numpy()]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        edit = torch.from_numpy(data.swap_images[k, idx.numpy()]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        for row in range(len(idx)):
+            hits = [
+                (oy, ox)
+                for oy in range(5)
+                for ox in range(5)
+                if torch.equal(src[row, :, oy : oy + 16, ox : ox + 16], both[row, :3])
+                and torch.equal(edit[row, :, oy : oy + 16, ox : ox + 16], both[row, 3:])
+            ]
+            assert hits, "source and edit were cropped differently"
+    stats = trainer.train_step(both, trainer._text(idx), idx)
+    assert torch.isfinite(stats["swap"]) and float(stats["swap"]) > 0
+
+
+def test_swap_training_learns_the_targets_and_needs_the_pairs():
+    data = _swap_data(variants=1)
+    trainer = Trainer(_cfg(swap_weight=100.0, output="mask", flip=False, lr=1e-3), data)
+    _, idx, both = next(trainer.batches(0))
+    first = float(trainer.train_step(both, trainer._text(idx), idx)["swap"])
+    for _ in range(20):
+        last = float(trainer.train_step(both, trainer._text(idx), idx)["swap"])
+    assert last < 0.8 * first
+    with pytest.raises(ValueError, match="image indices"):
+        trainer.train_step(both, trainer._text(idx))
+    with pytest.raises(ConfigError, match="gan.swap_weight > 0 needs the colour-swap pairs"):
+        Trainer(_cfg(swap_weight=1.0), _data())
+
+
+def test_resume_with_swaps_is_bit_identical(tmp_path):
+    cfg = _cfg(epochs=2, swap_weight=10.0)
+    straight = Trainer(cfg, _swap_data(), seed=1)
+    fit(straight, tmp_path / "a.pt")
+    first = Trainer(GANConfig.from_dict(cfg.to_dict() | {"epochs": 1}), _swap_data(), seed=1)
+    fit(first, tmp_path / "b.pt")
+    resumed = Trainer(cfg, _swap_data(), seed=1)
+    assert resumed.try_resume(tmp_path / "b.pt", log=lambda m: None)
+    fit(resumed, tmp_path / "b.pt")
+    s1, s2 = _state(straight), _state(resumed)
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    # Other edit sets are other training data: no resume.
+    other = _swap_data()
+    other.swap_images = other.swap_images[::-1].copy()
+    assert not Trainer(cfg, other, seed=1).try_resume(tmp_path / "b.pt", log=lambda m: None)

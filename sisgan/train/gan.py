@@ -36,7 +36,7 @@ from sisgan.train.distributed import DistInfo, all_reduce_mean
 from sisgan.train.graphs import CudaStepGraph, StepGraph, TrainingState
 from sisgan.train.recolour import recolour_keyed
 
-LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "vse", "cycle")
+LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "vse", "cycle", "swap")
 # Parameters that may change between a checkpoint and a resumed run (training simply continues).
 RESUMABLE_CHANGES = {
     "epochs",
@@ -67,6 +67,8 @@ class GanData:
     images [N, S, S, 3] uint8 (train split), features [N, C, T] float32 cached φ(t), counts [N] captions
     per image; sample_* are the fixed grid: sources [K, S, S, 3] and target φ(t) [M, T] with captions.
     vse_encoder: the pretrained VSE image encoder (frozen here), needed only when gan.vse_weight > 0.
+    swap_images [K, N, S, S, 3] uint8 and swap_features [K, N, T]: K colour-swap edit pairs per image
+    (sisgan.train.swaps), needed only when gan.swap_weight > 0.
     """
 
     images: np.ndarray
@@ -77,13 +79,16 @@ class GanData:
     sample_captions: list[str]
     vse_encoder: nn.Module | None = None
     vse_size: int | None = None
+    swap_images: np.ndarray | None = None
+    swap_features: np.ndarray | None = None
 
     def fingerprint(self) -> str:
         """Identifies the training data, so a checkpoint is never resumed on other images or captions."""
         import hashlib
 
         h = hashlib.sha1()
-        for arr in (self.images, self.features, self.counts):
+        swaps = () if self.swap_images is None else (self.swap_images, self.swap_features)
+        for arr in (self.images, self.features, self.counts, *swaps):
             h.update(str(arr.shape).encode())
             h.update(np.ascontiguousarray(arr).data)
         return h.hexdigest()
@@ -107,6 +112,8 @@ def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
         )
     if len(data.images) != len(data.features):
         raise ConfigError("cached caption features do not match the shards; rerun `dvc repro pretrain_text`.")
+    if cfg.swap_weight and (data.swap_images is None or data.swap_features is None):
+        raise ConfigError("gan.swap_weight > 0 needs the colour-swap pairs (sisgan.train.swaps.make_swaps).")
 
 
 class Trainer:
@@ -163,7 +170,13 @@ class Trainer:
                 .requires_grad_(False)
             )
         self.loss = SisganLoss(
-            cfg.kl_weight, cfg.recon_weight, cfg.vse_weight, vse, data.vse_size, cycle_weight=cfg.cycle_weight
+            cfg.kl_weight,
+            cfg.recon_weight,
+            cfg.vse_weight,
+            vse,
+            data.vse_size,
+            cycle_weight=cfg.cycle_weight,
+            swap_weight=cfg.swap_weight,
         )
 
         betas = (cfg.beta1, cfg.beta2)
@@ -187,6 +200,14 @@ class Trainer:
             world_size=self.dist.world_size,
         )
         self.features = torch.from_numpy(data.features).to(self.device)  # [N, C, T]
+        self.swaps = cfg.swap_weight > 0
+        self._variant = 0  # which of the K colour-swap sets this epoch trains on
+        if self.swaps:
+            # The loader carries source and edit as one 6-channel image, so both get the same crop and flip;
+            # each epoch pairs the sources with the next of the K edit sets.
+            self.sources = self.loader.images  # [N, 3, S, S] uint8
+            self.swap_images = torch.from_numpy(data.swap_images).permute(0, 1, 4, 2, 3).to(self.device)
+            self.swap_features = torch.from_numpy(data.swap_features).to(self.device)  # [K, N, T]
         self.counts = torch.from_numpy(data.counts).to(self.device)
         self.noise_gen = torch.Generator(device=self.device)
         self.noise_gen.manual_seed(seed * 104_729 + 17 + self.dist.rank)
@@ -218,26 +239,47 @@ class Trainer:
         # A captured graph must not keep autocast's per-region weight casts (torch.cuda.graphs docs).
         return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.graphed)
 
-    def train_step(self, real: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
+    def train_step(
+        self, real: torch.Tensor, text: torch.Tensor, idx: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """One D step and one G step. real [B, 3, S, S] in [-1, 1], text φ(t) [B, T]. No host sync.
+        With gan.swap_weight on, real is [B, 6, S, S] (source and its colour-swap edit) and idx [B] the
+        rows' image indices, which pick the swapped captions.
 
         All randomness (G's noise, the recolouring) is drawn here, outside the step proper, so that
         the graphed step (gan.cuda_graph) replays the same maths on fresh draws.
         """
+        swap: tuple[torch.Tensor, ...] = ()
+        if self.swaps:
+            if idx is None:
+                raise ValueError("gan.swap_weight > 0: train_step needs the batch's image indices")
+            half = mismatching_rows(len(real))
+            real, edit = real[:, :3], real[:, 3:]
+            edit = edit[:half].contiguous(memory_format=self.memory_format)
+            swap = (edit, self.swap_features[self._variant, idx[:half]])
         real = real.contiguous(memory_format=self.memory_format)
         source = self._recoloured(real) if self.cfg.recolour else real  # G's input; the target stays real
         n_noise = 1 if self.cfg.share_fake else 2  # the reference's second G pass draws its own noise
         noise = self._noise(n_noise * len(real)).view(n_noise, len(real), -1)
-        inputs = (real, source, text, noise)
+        inputs = (real, source, text, noise, *swap)
         if not self.graphed:
             return self._step(*inputs)
         return self._replay(inputs)
 
     def _step(
-        self, real: torch.Tensor, source: torch.Tensor, text: torch.Tensor, noise: torch.Tensor
+        self,
+        real: torch.Tensor,
+        source: torch.Tensor,
+        text: torch.Tensor,
+        noise: torch.Tensor,
+        swapped: torch.Tensor | None = None,
+        swap_text: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The step proper: noise [1 or 2, B, cond_dim] (one G pass, or the reference's two)."""
+        """The step proper: noise [1 or 2, B, cond_dim] (one G pass, or the reference's two); with
+        colour swaps, the mismatching half's text is swap_text [B/2, T] and its target swapped."""
         mismatch, relevant = mismatched_and_relevant(text)
+        if swap_text is not None:
+            relevant = torch.cat([swap_text, relevant[len(swap_text) :]])
         with self._autocast():
             if self.cfg.share_fake:
                 fake, mu, log_sigma, cycled = self.g_train(source, relevant, noise[0], text)
@@ -255,7 +297,7 @@ class Trainer:
         with self._autocast():
             if not self.cfg.share_fake:
                 fake, mu, log_sigma, cycled = self.g_train(source, relevant, noise[1], text)
-            g_loss, g_stats = self.loss.g_loss(self.d, real, fake, mu, log_sigma, relevant, cycled)
+            g_loss, g_stats = self.loss.g_loss(self.d, real, fake, mu, log_sigma, relevant, cycled, swapped)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
@@ -302,6 +344,9 @@ class Trainer:
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """(batch number, indices, images) of an epoch, from batch `start` (after a mid-epoch resume)."""
         self.loader.set_epoch(epoch)
+        if self.swaps:
+            self._variant = epoch % len(self.swap_images)
+            self.loader.images = torch.cat([self.sources, self.swap_images[self._variant]], dim=1)
         for b, (idx, images) in enumerate(self.loader.iterate(start)):
             yield start + b, idx, images
 
@@ -315,7 +360,7 @@ class Trainer:
         first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
         steps, t0 = 0, time.perf_counter()
         for b, idx, real in self.batches(epoch - 1, self.batch):
-            stats = self.train_step(real, self._text(idx))
+            stats = self.train_step(real, self._text(idx), idx)
             if self.record_indices:
                 self.seen.append(idx.cpu())
             row = torch.stack([stats["d_loss"], stats["g_loss"], *(stats[k] for k in LOSS_KEYS)]).float()

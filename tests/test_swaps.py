@@ -1,0 +1,122 @@
+"""Colour-swap edit pairs (sisgan.train.swaps): grounding colour words, swapping them, recolouring alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import synth_shards
+
+from sisgan.config import SynthConfig
+from sisgan.data import synth
+from sisgan.data.shards import load_split
+from sisgan.errors import ConfigError
+from sisgan.text.tokenizer import tokenize
+from sisgan.train.swaps import ColourClass, build_swaps, ground_colours, make_swaps, recolour, swap_words
+
+WORD_COLOUR = {w: c for c, words in synth.COLOR_WORDS.items() for w in words}
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    cfg = SynthConfig(n_images=400, n_classes=50, test_classes=10, captions_per_image=5)
+    return load_split(synth_shards(tmp_path_factory.mktemp("shards"), cfg, load_size=24), "train")
+
+
+def test_colour_words_are_grounded_to_their_pixel_colours_without_labels(split):
+    classes = ground_colours(split.images, split.captions)
+    assert len(classes) == len(synth.PALETTE)
+    for c in classes:
+        colours = {WORD_COLOUR[w] for w in c.words}
+        assert len(colours) == 1, f"words of different colours grouped: {c.words}"
+        assert np.abs(np.asarray(c.rgb) - synth.PALETTE[colours.pop()]).max() < 4
+    # Synonyms share a class.
+    by_word = {w: c for c in classes for w in c.words}
+    assert by_word["red"] is by_word["crimson"] and by_word["grey"] is by_word["gray"]
+
+
+def test_swap_words_keeps_the_caption_and_fixes_articles():
+    replace = {"red": "orange", "orange": "blue"}
+    swapped = swap_words("A red bird with an orange beak, redstart-like.", replace)
+    assert swapped == "An orange bird with a blue beak, redstart-like."
+    assert swap_words("its wings are Red", {"red": "white"}) == "its wings are white"
+    assert swap_words("no colour here", {}) == "no colour here"
+
+
+def test_recolour_changes_the_keyed_colour_edges_by_their_share_and_nothing_else():
+    old, new, sky = np.array([200.0, 40, 40]), np.array([40.0, 40, 200]), np.array([150.0, 200, 230])
+    image = np.tile(sky, (8, 8, 1))
+    image[2:6, 2:5] = old
+    image[2:6, 5] = 0.5 * old + 0.5 * sky  # an edge pixel half covered by the part
+    on_object = np.ones((8, 8), bool)
+    out = recolour(np.rint(image).astype(np.uint8), on_object, [(old, new)]).astype(float)
+    np.testing.assert_allclose(out[2:6, 2:5], np.broadcast_to(new, (4, 3, 3)), atol=1)
+    np.testing.assert_allclose(out[2:6, 5], np.broadcast_to(0.5 * new + 0.5 * sky, (4, 3)), atol=2)
+    untouched = np.ones((8, 8), bool)
+    untouched[2:6, 2:6] = False
+    np.testing.assert_array_equal(out[untouched], np.rint(image)[untouched])
+    # Pixels off the object are never recoloured.
+    off = recolour(np.rint(image).astype(np.uint8), np.zeros((8, 8), bool), [(old, new)])
+    np.testing.assert_array_equal(off, np.rint(image).astype(np.uint8))
+
+
+def _exact_edit(split, n: int, swapped: str) -> np.ndarray | None:
+    """The counterfactual of image n under the swapped caption, or None if no caption of n aligns with it."""
+    toks = tokenize(swapped)
+    for c, caption in enumerate(split.captions[n]):
+        pairs = list(zip(tokenize(caption), toks, strict=False))
+        if len(pairs) != len(toks) or len(tokenize(caption)) != len(toks):
+            continue
+        if all(a == b or {a, b} <= WORD_COLOUR.keys() or {a, b} == {"a", "an"} for a, b in pairs):
+            mapping = {WORD_COLOUR[a]: WORD_COLOUR[b] for a, b in pairs if a in WORD_COLOUR}
+            attrs = {p: (mapping.get(v, v) if v else None) for p, v in split.caption_attrs[n][c].items()}
+            scene = synth.Scene.from_record(split.scenes[n])
+            return synth.render_counterfactual(scene, attrs, split.images.shape[1])
+    return None
+
+
+def test_swapped_pairs_match_the_exact_edits(split):
+    classes = ground_colours(split.images, split.captions)
+    swaps = make_swaps(split.images, split.captions, classes, variants=2, seed=0)
+    n = len(split)
+    assert swaps.images.shape == (2, *split.images.shape) and len(swaps.captions) == 2
+    errors, changed = [], 0
+    for k in range(2):
+        for i in range(n):
+            exact = _exact_edit(split, i, swaps.captions[k][i])
+            assert exact is not None, f"caption {swaps.captions[k][i]!r} is not a swap of one of image {i}'s"
+            changed += swaps.captions[k][i] not in split.captions[i]
+            errors.append(np.abs(exact.astype(float) - swaps.images[k, i]).mean() / 255)
+    assert changed > 0.9 * 2 * n, "every named colour is swapped to another"
+    # Close to the exact edit (an unnamed part that shares a named part's colour is recoloured too).
+    assert np.mean(errors) < 0.015
+    diff = np.abs(split.images.astype(float) - swaps.images[0]).mean() / 255
+    assert diff > 2 * np.mean(errors), "the pairs are edits, not copies"
+    # Seeded.
+    again = make_swaps(split.images, split.captions, classes, variants=2, seed=0)
+    np.testing.assert_array_equal(again.images, swaps.images)
+    assert again.captions == swaps.captions
+    assert make_swaps(split.images, split.captions, classes, variants=2, seed=1).captions != swaps.captions
+
+
+def test_build_swaps_encodes_every_swapped_caption(split):
+    seen: list[str] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        seen.extend(texts)
+        return np.asarray([[len(t), t.count(" ")] for t in texts], np.float32)
+
+    images, features = build_swaps(split.images, split.captions, encode, 3, seed=0, log=lambda m: None)
+    assert images.shape == (3, *split.images.shape) and features.shape == (3, len(split), 2)
+    assert features[1, 5, 0] == len(seen[len(split) + 5])
+
+
+def test_captions_without_colours_are_a_clear_error():
+    images = np.zeros((30, 8, 8, 3), np.uint8)
+    captions = [["a small bird on a branch"]] * 30
+    classes = ground_colours(images, captions)
+    assert classes == []
+    with pytest.raises(ConfigError, match="gan.swap_weight: 0"):
+        make_swaps(images, captions, classes, 1, 0)
+    one = [ColourClass(("red",), (200.0, 40.0, 40.0))]
+    with pytest.raises(ConfigError, match="at least two colours"):
+        make_swaps(images, captions, one, 1, 0)
