@@ -27,7 +27,7 @@ from PIL import Image
 from benchmarks.common import print_table, write_json
 from sisgan.config import GANConfig, TextConfig
 from sisgan.inference import Manipulator
-from sisgan.models import Generator
+from sisgan.models import generator_from_config
 from sisgan.text.model import TextModel
 from sisgan.text.tokenizer import Vocabulary
 
@@ -44,10 +44,13 @@ class Profile:
     image_size: int
     width: float
     load_size: int
+    output: str = "direct"
+    conditioning: str = "concat"
 
 
 PROFILES = {
-    "default": Profile("default", 32, 0.25, 37),
+    # The embedded default's generator (params.yaml gan: mask output, FiLM) and the paper's.
+    "default": Profile("default", 32, 0.25, 37, output="mask", conditioning="film"),
     "paper": Profile("paper", 64, 1.0, 74),
 }
 
@@ -55,9 +58,13 @@ PROFILES = {
 def build(profile: Profile, device: str) -> Manipulator:
     text_cfg = TextConfig(image_size=profile.image_size)  # embed/hidden 300 as in params.yaml and the paper
     text = TextModel.create(text_cfg, Vocabulary.build(CAPTIONS))
-    gan_cfg = GANConfig(image_size=profile.image_size, width=profile.width)
-    g = Generator(gan_cfg.image_size, text_cfg.hidden_dim, gan_cfg.width, gan_cfg.encoder)
-    return Manipulator(g, text, profile.load_size, device)
+    gan_cfg = GANConfig(
+        image_size=profile.image_size,
+        width=profile.width,
+        output=profile.output,  # type: ignore[arg-type]
+        conditioning=profile.conditioning,  # type: ignore[arg-type]
+    )
+    return Manipulator(generator_from_config(gan_cfg, text_cfg.hidden_dim), text, profile.load_size, device)
 
 
 def jpeg(width: int = 500, height: int = 375, seed: int = 0) -> bytes:

@@ -116,3 +116,28 @@ def test_gpu_paper_run_script_end_to_end_at_toy_size(tmp_path):
     assert train["epochs"] == 1 and 0 <= evaluation["model"]["counterfactual"]["attribute_accuracy"] <= 1
     back = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"gpu_run.tar.gz", "train_throughput.json", "eval.json", "train_gan_samples.png"} <= back
+
+
+def test_inference_default_profile_is_the_embedded_default_generator(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    from benchmarks.inference import PROFILES
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    gan, data = params["gan"], params["data"]
+    p = PROFILES["default"]
+    assert (p.image_size, p.width, p.output, p.conditioning, p.load_size) == (
+        gan["image_size"],
+        gan["width"],
+        gan["output"],
+        gan["conditioning"],
+        data["load_size"],
+    )
+    result = _run(
+        "benchmarks.inference", "--devices", "cpu", "--profiles", "default", "--runs", "2", "--batch", "2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    (row,) = result["rows"]
+    assert row["profile"] == "default" and row["batch"] == 2 and row["latency_ms_median"] > 0
