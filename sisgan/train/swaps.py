@@ -6,11 +6,13 @@ recoloured x is then a training pair for exactly the task SISGAN is asked to do 
 target, where every critic-driven signal (the matching-aware D, the VSE loss) gives only a score that G
 learns to game (benchmarks/RESULTS.md, "Text-following").
 
-Nothing here reads labels. Which pixel colour a colour word means is learnt from the data: for each colour
-word, the colour bin whose share of object pixels rises most in the images whose captions use the word
-(its "lift"). Words whose colours coincide (red/crimson, grey/gray) form one class. Birds' and flowers'
-parts are close to uniform in colour, so recolouring the pixels near a class's colour recolours the parts
-of that colour; edge pixels that blend a part with its neighbour are recoloured by their share of the part.
+Nothing here reads labels. Which pixel colour a colour word means is learnt from the data: which fine colour
+cells each image's object shows is fitted, by least squares, on how often its captions use each colour word,
+and a word means the cell it raises most. Fitting all words jointly keeps a word from being credited with
+the colours of the words it appears with. Words whose colours coincide (red/crimson, grey/gray) form one
+class. Birds' and flowers' parts are close to uniform in colour, so recolouring the pixels near a class's
+colour recolours the parts of that colour; edge pixels that blend a part with its neighbour are recoloured
+by their share of the part.
 """
 
 from __future__ import annotations
