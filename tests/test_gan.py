@@ -457,9 +457,9 @@ def test_cycle_term_is_g_run_back_with_the_sources_own_text():
     base = SisganLoss().g_loss(d, real, fake, mu, ls, rel)
     exact = SisganLoss(cycle_weight=5.0).g_loss(d, real, fake, mu, ls, rel, real[:2])
     off = SisganLoss(cycle_weight=5.0).g_loss(d, real, fake, mu, ls, rel, real[:2] + 0.2)
-    assert float(exact[1]["cycle"]) == 0.0 and float(exact[0]) == pytest.approx(float(base[0]))
+    assert float(exact[1]["cycle"]) == 0.0 and exact[0].item() == pytest.approx(base[0].item())
     assert float(off[1]["cycle"]) == pytest.approx(0.2)
-    assert float(off[0]) == pytest.approx(float(base[0]) + 1.0)
+    assert off[0].item() == pytest.approx(base[0].item() + 1.0)
 
 
 def test_training_with_the_cycle_term_reports_it():
