@@ -245,14 +245,16 @@ def test_lr_schedule_halves_after_each_period():
     assert lr_at(trainer.cfg, 3) == pytest.approx(2.5e-4)
 
 
-def test_resume_is_bit_identical_to_uninterrupted_training(tmp_path):
-    cfg = _cfg(epochs=2)
-    straight = Trainer(cfg, _data(), seed=1)
+@pytest.mark.parametrize("swap_weight", [0.0, 10.0])
+def test_resume_is_bit_identical_to_uninterrupted_training(tmp_path, swap_weight):
+    # With colour swaps, the second epoch trains on the second edit set, also after a resume.
+    cfg = _cfg(epochs=2, swap_weight=swap_weight)
+    straight = Trainer(cfg, _swap_data(), seed=1)
     fit(straight, tmp_path / "a.pt")
 
-    first = Trainer(GANConfig.from_dict(cfg.to_dict() | {"epochs": 1}), _data(), seed=1)
+    first = Trainer(GANConfig.from_dict(cfg.to_dict() | {"epochs": 1}), _swap_data(), seed=1)
     fit(first, tmp_path / "b.pt")
-    resumed = Trainer(cfg, _data(), seed=1)
+    resumed = Trainer(cfg, _swap_data(), seed=1)
     assert resumed.try_resume(tmp_path / "b.pt", log=lambda m: None)
     assert resumed.epoch == 1
     fit(resumed, tmp_path / "b.pt")
@@ -587,18 +589,10 @@ def test_swap_training_learns_the_targets_and_needs_the_pairs():
         Trainer(_cfg(swap_weight=1.0), _data())
 
 
-def test_resume_with_swaps_is_bit_identical(tmp_path):
-    cfg = _cfg(epochs=2, swap_weight=10.0)
-    straight = Trainer(cfg, _swap_data(), seed=1)
-    fit(straight, tmp_path / "a.pt")
-    first = Trainer(GANConfig.from_dict(cfg.to_dict() | {"epochs": 1}), _swap_data(), seed=1)
-    fit(first, tmp_path / "b.pt")
-    resumed = Trainer(cfg, _swap_data(), seed=1)
-    assert resumed.try_resume(tmp_path / "b.pt", log=lambda m: None)
-    fit(resumed, tmp_path / "b.pt")
-    s1, s2 = _state(straight), _state(resumed)
-    assert all(torch.equal(s1[k], s2[k]) for k in s1)
-    # Other edit sets are other training data: no resume.
+def test_other_swap_pairs_are_other_training_data(tmp_path):
+    cfg = _cfg(epochs=1, swap_weight=10.0)
+    fit(Trainer(cfg, _swap_data(), seed=1), tmp_path / "b.pt")
+    assert Trainer(cfg, _swap_data(), seed=1).try_resume(tmp_path / "b.pt", log=lambda m: None)
     other = _swap_data()
     other.swap_images = other.swap_images[::-1].copy()
     assert not Trainer(cfg, other, seed=1).try_resume(tmp_path / "b.pt", log=lambda m: None)
