@@ -78,9 +78,8 @@ def main() -> None:
     for name in args.variant or ["paper"]:
         cfg = GANConfig.from_dict(base | parse_variant(name))
         if cfg.swap_weight and cfg.swap_variants not in swaps:
-            encode = lambda texts: text.encode_texts(texts).numpy()  # noqa: E731
             swaps[cfg.swap_variants] = build_swaps(
-                train.images, train.captions, encode, cfg.swap_variants, params.get("seed", 0)
+                train.images, train.captions, text, cfg.swap_variants, params.get("seed", 0)
             )
         swap_images, swap_features = swaps[cfg.swap_variants] if cfg.swap_weight else (None, None)
         data = GanData(

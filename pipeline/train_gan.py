@@ -93,11 +93,8 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
     if cfg.swap_weight:
         from sisgan.train.swaps import build_swaps
 
-        def encode(texts: list[str]) -> np.ndarray:
-            return text_model.encode_texts(texts).cpu().numpy()
-
         data.swap_images, data.swap_features = build_swaps(
-            train.images, train.captions, encode, cfg.swap_variants, seed, log
+            train.images, train.captions, text_model, cfg.swap_variants, seed, log
         )
     trainer = Trainer(cfg, data, seed=seed, device=device, dist=dist)
     ckpt = Path(f"checkpoints/{dataset}/gan.pt")

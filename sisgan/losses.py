@@ -130,7 +130,7 @@ class SisganLoss:
         )
         return d_real + d_mis + d_fake, {"d_real": d_real, "d_mismatch": d_mis, "d_fake": d_fake}
 
-    def g_loss(  # noqa: ANN201
+    def g_loss(
         self,
         discriminator: torch.nn.Module,
         real,
@@ -139,7 +139,7 @@ class SisganLoss:
         log_sigma,
         relevant,
         cycled=None,
-        swapped=None,  # noqa: ANN001
+        swapped=None,
     ):
         """-> (loss, {g_adv, kl, recon, vse, cycle, swap}); cycled from GeneratorStep when cycle_weight > 0,
         swapped [B/2, 3, S, S] the mismatching half's targets when swap_weight > 0 (its text is then the

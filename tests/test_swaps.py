@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from conftest import synth_shards
 
-from sisgan.config import SynthConfig
+from sisgan.config import SynthConfig, TextConfig
 from sisgan.data import synth
 from sisgan.data.shards import load_split
 from sisgan.errors import ConfigError
-from sisgan.text.tokenizer import tokenize
+from sisgan.text.model import TextModel
+from sisgan.text.tokenizer import Vocabulary, tokenize
 from sisgan.train.swaps import ColourClass, build_swaps, ground_colours, make_swaps, recolour, swap_words
 
 WORD_COLOUR = {w: c for c, words in synth.COLOR_WORDS.items() for w in words}
@@ -99,15 +100,16 @@ def test_swapped_pairs_match_the_exact_edits(split):
 
 
 def test_build_swaps_encodes_every_swapped_caption(split):
-    seen: list[str] = []
-
-    def encode(texts: list[str]) -> np.ndarray:
-        seen.extend(texts)
-        return np.asarray([[len(t), t.count(" ")] for t in texts], np.float32)
-
-    images, features = build_swaps(split.images, split.captions, encode, 3, seed=0, log=lambda m: None)
-    assert images.shape == (3, *split.images.shape) and features.shape == (3, len(split), 2)
-    assert features[1, 5, 0] == len(seen[len(split) + 5])
+    text = TextModel.create(
+        TextConfig(embed_dim=8, hidden_dim=6, cnn_width=4, image_size=16),
+        Vocabulary.build(c for caps in split.captions for c in caps),
+    )
+    images, features = build_swaps(split.images, split.captions, text, 3, seed=0, log=lambda m: None)
+    assert images.shape == (3, *split.images.shape) and features.shape == (3, len(split), 6)
+    swaps = make_swaps(split.images, split.captions, ground_colours(split.images, split.captions), 3, 0)
+    np.testing.assert_array_equal(images, swaps.images)
+    expected = text.encode_texts([swaps.captions[1][5]])[0].numpy()
+    np.testing.assert_allclose(features[1, 5], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_captions_without_colours_are_a_clear_error():

@@ -21,11 +21,15 @@ import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sisgan.errors import ConfigError
 from sisgan.text.tokenizer import tokenize
+
+if TYPE_CHECKING:
+    from sisgan.text.model import TextModel
 
 # Common colour words of bird and flower captions (CUB, Oxford-102). Words a dataset's captions do not use
 # often enough are ignored.
@@ -222,18 +226,17 @@ def make_swaps(
 def build_swaps(
     images: np.ndarray,
     captions: Sequence[Sequence[str]],
-    encode: Callable[[list[str]], np.ndarray],
+    text_model: TextModel,
     variants: int,
     seed: int,
     log: Callable[[str], None] = print,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `gan.swap_weight` training data: (swap images [K, N, S, S, 3] uint8, their captions' φ(t)
-    [K, N, T] float32), `encode` mapping captions to φ(t) [M, T]."""
+    [K, N, T] float32 from the frozen text encoder)."""
     t0 = time.perf_counter()
     classes = ground_colours(images, captions)
     swaps = make_swaps(images, captions, classes, variants, seed)
-    flat = [c for row in swaps.captions for c in row]
-    features = np.asarray(encode(flat), np.float32).reshape(variants, len(images), -1)
+    features, _ = text_model.caption_features(swaps.captions)  # set k as "image" k: [K, N, T]
     names = ", ".join("/".join(c.words) for c in classes)
     log(
         f"colour swaps: {len(classes)} colours grounded ({names}); {variants} x {len(images)} edit pairs "
