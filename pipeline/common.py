@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +12,7 @@ import yaml
 
 from sisgan.config import Config, check_dataset
 from sisgan.errors import ConfigError, SisganError
+from sisgan.io import write_json as write_json  # re-exported: the stages write metrics with it
 
 PARAMS_FILE = "params.yaml"
 # Top-level keys of params.yaml; anything else is a typo.
@@ -61,15 +60,6 @@ def raw_dir(root: str | Path, dataset: str) -> Path:
 
 def shard_dir(root: str | Path, dataset: str) -> Path:
     return Path(root) / "shards" / dataset
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 def set_path(params: dict[str, Any], dotted: str, value: Any) -> None:

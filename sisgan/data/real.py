@@ -26,7 +26,8 @@ from sisgan.config import DataConfig
 from sisgan.data.download import Archive, FetchOptions, fetch, use_local
 from sisgan.data.extract import extract
 from sisgan.data.shards import SPLITS, SourceItem
-from sisgan.data.sources import SOURCE_INFO, _fresh_dir, _publish_dir
+from sisgan.data.sources import SOURCE_INFO
+from sisgan.io import atomic_dir
 from sisgan.errors import DataError
 
 DOWNLOADS = "downloads"  # <data.root>/downloads/<dataset>/: the download cache, outside DVC's outs
@@ -195,8 +196,7 @@ def download(
     if dataset not in _LAYOUTS:
         raise DataError(f"dataset {dataset!r} is not a real dataset; real datasets are {sorted(_LAYOUTS)}.")
     obtained = [(part, *_obtain(spec, part, data, options)) for part in spec.parts]
-    tmp = _fresh_dir(raw_dir)
-    try:
+    with atomic_dir(raw_dir) as tmp:
         for part, path, _seen in obtained:
             if part.members is None:
                 shutil.copyfile(path, tmp / part.archive.name)
@@ -215,10 +215,6 @@ def download(
             "expected": dict(spec.expected),
         }
         (tmp / SOURCE_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _publish_dir(tmp, raw_dir)
     return info
 
 

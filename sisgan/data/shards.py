@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from sisgan.data.images import RejectedImage, decode_png, encode_png, load_image
 from sisgan.data.synth import PARTS, Scene, render
 from sisgan.errors import DataError
+from sisgan.io import atomic_write, write_json
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -117,14 +118,8 @@ def _image_of(item: SourceItem, task: ShardTask) -> np.ndarray:
 
 
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(table, tmp, compression="zstd" if table.num_rows else None)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    compression = "zstd" if table.num_rows else None
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression=compression), fsync=True)
 
 
 def write_shard(task: ShardTask) -> ShardResult:
@@ -226,10 +221,7 @@ def write_manifest(
         "sisgan_version": __version__,
         **(extra or {}),
     }
-    path = Path(out_dir) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(Path(out_dir) / MANIFEST, manifest)
     return manifest
 
 

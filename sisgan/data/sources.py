@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,35 +15,21 @@ from sisgan.config import DATASETS, DataConfig, SynthConfig, check_dataset
 from sisgan.data import synth
 from sisgan.data.shards import SourceItem
 from sisgan.errors import DataError
+from sisgan.io import atomic_dir
 
 SYNTH_RECORDS = "records.jsonl"
 SOURCE_INFO = "source.json"
 
 
-def _fresh_dir(final: Path) -> Path:
-    tmp = final.with_name(f".{final.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def _publish_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-
-
 def download_synth(cfg: SynthConfig, seed: int, raw_dir: Path) -> dict[str, Any]:
     """Generate synth-birds' scene records and captions (images are rendered by preprocess)."""
-    tmp = _fresh_dir(raw_dir)
     records = synth.generate(cfg, seed)
-    with open(tmp / SYNTH_RECORDS, "w") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
     info = {"dataset": "synth-birds", "seed": seed, "config": cfg.to_dict(), "images": len(records)}
-    (tmp / SOURCE_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    _publish_dir(tmp, raw_dir)
+    with atomic_dir(raw_dir) as tmp:
+        with open(tmp / SYNTH_RECORDS, "w") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
+        (tmp / SOURCE_INFO).write_text(json.dumps(info, indent=2) + "\n")
     return info
 
 

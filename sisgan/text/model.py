@@ -9,8 +9,6 @@ Folder layout (what `pretrain_text` writes to models/text/ and the GAN stages re
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from torch import nn
 
 from sisgan.config import TextConfig
 from sisgan.errors import DataError
+from sisgan.io import atomic_write, write_json
 from sisgan.text.encoder import TextEncoder
 from sisgan.text.image_encoder import ConvImageEncoder, VGGImageEncoder
 from sisgan.text.tokenizer import Vocabulary
@@ -110,11 +109,9 @@ class TextModel:
             "vocab_size": len(self.vocab),
             "sisgan_version": __version__,
         }
-        tmp = folder / f".{WEIGHTS}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, folder / WEIGHTS)
+        atomic_write(folder / WEIGHTS, lambda tmp: torch.save(state, tmp))
         self.vocab.save(folder / VOCAB)
-        (folder / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        write_json(folder / CONFIG, self.config.to_dict())
 
     @classmethod
     def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> TextModel:
@@ -136,11 +133,12 @@ def save_features(
     path: str | Path, image_ids: Sequence[str], features: np.ndarray, counts: np.ndarray
 ) -> None:
     """Cached φ(t) of a split, aligned with the shards' image_id order."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, features=features, counts=counts, image_ids=np.asarray(image_ids))
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a temporary name
+            np.savez(fh, features=features, counts=counts, image_ids=np.asarray(image_ids))
+
+    atomic_write(path, write)
 
 
 def load_features(path: str | Path, image_ids: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:

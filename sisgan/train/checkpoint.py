@@ -6,26 +6,19 @@ Written to a temporary file and renamed (a crash never leaves a half checkpoint)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sisgan.errors import DataError
+from sisgan.io import atomic_write
 
 
 def save(path: str | Path, state: dict[str, Any]) -> None:
     from sisgan import __version__
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save({**state, "sisgan_version": __version__}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: torch.save({**state, "sisgan_version": __version__}, tmp))
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
