@@ -1,13 +1,15 @@
-"""Ablation on synth-birds: the paper's losses vs the improvements, scored against the ground truth.
+"""Ablation on synth-birds: the paper's recipe vs the embedded default and variants of either, scored
+against the ground truth.
 
-    python -m benchmarks.ablation --epochs 10 --variant paper --variant recon=10,vse=1,out=mask
+    python -m benchmarks.ablation --epochs 10 --variant paper --variant default --variant default,swap=0
 
-Variant keys: recon, vse, cyc, swap (loss weights), sv (colour-swap sets), lr, kl, batch,
-out (direct | residual | mask | layers | regions), rc (recolour: 1), cond (concat | film).
+A variant is a base, `paper` (the paper profile: sisgan.config.PAPER_RECIPE) or `default` (params.yaml's
+gan section), then comma-separated changes: recon, swap (loss weights), sv (colour-swap sets), lr, kl,
+batch, out (direct | mask), cond (concat | film).
 
-Trains each variant from the same initialisation on the current shards and cached caption features
-(run `dvc repro pretrain_text` first), evaluates it with the `evaluate` stage's metrics and prints a
-table (JSON in benchmarks/results/ablation.json). Other gan.* settings come from params.yaml.
+Trains each variant from the same initialisation on the current shards, cached caption features and edit
+pairs (run `dvc repro edit_pairs` first; pairs for another `sv` are built here), evaluates it with the
+`evaluate` stage's metrics and prints a table (JSON in benchmarks/results/ablation.json).
 """
 
 from __future__ import annotations
@@ -18,39 +20,49 @@ import time
 import torch
 
 from benchmarks.common import print_table, write_json
-from pipeline.common import load_params, section, shard_dir
-from sisgan.config import DataConfig, EvalConfig, GANConfig
+from pipeline.common import load_params, section
+from sisgan.config import DataConfig, EvalConfig, GANConfig, apply_profile
 from sisgan.data.shards import load_split
+from sisgan.errors import DataError
 from sisgan.eval.evaluate import build_context, evaluate_rows, run_generator
-from sisgan.text.model import TextModel, load_features
-from sisgan.train.gan import GanData, Trainer, fit
-from sisgan.train.swaps import build_swaps
+from sisgan.text.model import TextModel
+from sisgan.train.gan import Trainer, fit
+from sisgan.train.pairs import EditPairs, build_pairs, load_pairs
+from sisgan.train.run import GanFiles, load_gan_data
 
 KEYS = {
     "recon": "recon_weight",
-    "vse": "vse_weight",
+    "swap": "swap_weight",
+    "sv": "swap_variants",
     "lr": "lr",
     "kl": "kl_weight",
     "batch": "batch_size",
     "out": "output",
-    "cyc": "cycle_weight",
-    "rc": "recolour",
     "cond": "conditioning",
-    "swap": "swap_weight",
-    "sv": "swap_variants",
 }
 # How a variant value is read; every other key is a float weight or rate.
-PARSE = {"batch": int, "sv": int, "out": str, "cond": str, "rc": lambda v: v == "1"}
+PARSE = {"batch": int, "sv": int, "out": str, "cond": str}
 
 
-def parse_variant(text: str) -> dict:
-    if text == "paper":
-        return {}
-    out = {}
-    for part in text.split(","):
+def parse_variant(text: str, bases: dict[str, dict]) -> dict:
+    """'default,swap=0,lr=2e-4' -> the gan section of the base with those changes."""
+    base, *changes = text.split(",")
+    if base not in bases:
+        raise SystemExit(f"variant {text!r}: start with one of {sorted(bases)}, e.g. 'default,swap=0'.")
+    out = dict(bases[base])
+    for part in changes:
         k, v = part.split("=")
         out[KEYS[k]] = PARSE.get(k, float)(v)
     return out
+
+
+def pairs_for(files: GanFiles, text: TextModel, variants: int, seed: int) -> EditPairs:
+    """The edit_pairs stage's pairs when they have `variants` sets, else built here."""
+    train = load_split(files.shards, "train")
+    try:
+        return load_pairs(files.pairs, train.image_ids, variants)
+    except DataError:
+        return build_pairs(train.image_ids, train.images, train.captions, text, variants, seed)
 
 
 def main() -> None:
@@ -61,41 +73,19 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     params = load_params()
-    dataset = params["dataset"]
-    base = section(params, GANConfig).to_dict() | {
-        "epochs": args.epochs,
-        "recon_weight": 0.0,
-        "vse_weight": 0.0,
-        "cycle_weight": 0.0,
-        "swap_weight": 0.0,
-        "output": "direct",
-    }
-    shards = shard_dir(section(params, DataConfig).root, dataset)
-    train, test = load_split(shards, "train"), load_split(shards, "test")
-    feats, counts = load_features(f"data/features/{dataset}/train.npz", train.image_ids)
-    text = TextModel.load("models/text")
-    rows, swaps = [], {}
+    dataset, seed = params["dataset"], params.get("seed", 0)
+    bases = {"default": params["gan"], "paper": apply_profile(params, "paper")["gan"]}
+    files = GanFiles(dataset, root=section(params, DataConfig).root)
+    text = TextModel.load(files.text_model)
+    test = load_split(files.shards, "test")
+    rows, pairs = [], {}
     for name in args.variant or ["paper"]:
-        cfg = GANConfig.from_dict(base | parse_variant(name))
-        if cfg.swap_weight and cfg.swap_variants not in swaps:
-            swaps[cfg.swap_variants] = build_swaps(
-                train.images, train.captions, text, cfg.swap_variants, params.get("seed", 0)
-            )
-        swap_images, swap_features = swaps[cfg.swap_variants] if cfg.swap_weight else (None, None)
-        data = GanData(
-            train.images,
-            feats,
-            counts,
-            test.images[:1],
-            feats[:1, 0],
-            ["-"],
-            vse_encoder=text.image_encoder,
-            vse_size=text.config.image_size,
-            swap_images=swap_images,
-            swap_features=swap_features,
-        )
+        cfg = GANConfig.from_dict(parse_variant(name, bases) | {"epochs": args.epochs})
+        if cfg.swap_weight and cfg.swap_variants not in pairs:
+            pairs[cfg.swap_variants] = pairs_for(files, text, cfg.swap_variants, seed)
+        data = load_gan_data(files, cfg, pairs.get(cfg.swap_variants) if cfg.swap_weight else None)
         t0 = time.perf_counter()
-        trainer = Trainer(cfg, data, seed=params.get("seed", 0))
+        trainer = Trainer(cfg, data, seed=seed)
         fit(trainer, "/tmp/sisgan-ablation.pt")
         seconds = time.perf_counter() - t0
         ctx = build_context(
@@ -129,7 +119,7 @@ def main() -> None:
         }
     )
     print_table(rows, list(rows[0]))
-    write_json("ablation", {"dataset": dataset, "gan": base, "rows": rows}, args.out)
+    write_json("ablation", {"dataset": dataset, "bases": bases, "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

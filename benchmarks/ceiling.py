@@ -13,6 +13,7 @@ Run `dvc repro pretrain_text` first; the table is also written as JSON (benchmar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -20,14 +21,15 @@ import torch
 import yaml
 
 from benchmarks.common import print_table, write_json
-from pipeline.common import load_params, section, shard_dir
+from pipeline.common import load_params, section
 from sisgan.config import DataConfig, EvalConfig, GANConfig
 from sisgan.data import synth
 from sisgan.data.shards import SplitData, load_split
 from sisgan.errors import ConfigError
 from sisgan.eval.evaluate import build_context, counterfactual_metrics, run_generator
-from sisgan.text.model import TextModel, load_features
+from sisgan.text.model import TextModel
 from sisgan.train.gan import GanData, Trainer
+from sisgan.train.run import GanFiles, load_gan_data
 
 
 def counterfactual_targets(
@@ -54,22 +56,13 @@ def counterfactual_targets(
     return target, caption, edits
 
 
-def supervised_data(
-    train: SplitData, feats: np.ndarray, counts: np.ndarray, test_images: np.ndarray, seed: int
-) -> GanData:
-    """GanData whose one "swap" set is the exact edits: the mismatching half of every batch then trains
+def supervised_data(data: GanData, train: SplitData, seed: int) -> GanData:
+    """`data` whose one "swap" set is the exact edits: the mismatching half of every batch then trains
     towards the counterfactual of its image under another image's caption, through the same code path as
     `gan.swap_weight` (sisgan.train.swaps), with exact targets in place of colour swaps."""
-    target, caption, edits = counterfactual_targets(train, counts, seed)
-    return GanData(
-        train.images,
-        feats,
-        counts,
-        test_images[:1],
-        feats[:1, 0],
-        ["-"],
-        swap_images=edits[None],
-        swap_features=feats[target, caption][None],
+    target, caption, edits = counterfactual_targets(train, data.counts, seed)
+    return dataclasses.replace(
+        data, swap_images=edits[None], swap_features=data.features[target, caption][None]
     )
 
 
@@ -86,17 +79,16 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params()
     dataset, seed = params["dataset"], params.get("seed", 0)
-    options_off = {"vse_weight": 0.0, "cycle_weight": 0.0, "recolour": False}
-    gan = section(params, GANConfig).to_dict() | options_off
-    gan |= {"epochs": args.epochs, "swap_weight": args.weight}
+    gan = section(params, GANConfig).to_dict() | {"epochs": args.epochs, "swap_weight": args.weight}
     gan |= {k: v for k, v in (("lr", args.lr), ("kl_weight", args.kl)) if v is not None}
     gan |= {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     cfg = GANConfig.from_dict(gan)
-    shards = shard_dir(section(params, DataConfig).root, dataset)
-    train, test = load_split(shards, "train"), load_split(shards, "test")
-    feats, counts = load_features(f"data/features/{dataset}/train.npz", train.image_ids)
-    text = TextModel.load("models/text")
-    trainer = Trainer(cfg, supervised_data(train, feats, counts, test.images, seed), seed=seed)
+    files = GanFiles(dataset, root=section(params, DataConfig).root)
+    train, test = load_split(files.shards, "train"), load_split(files.shards, "test")
+    without_pairs = GANConfig.from_dict(gan | {"swap_weight": 0.0})  # the targets come from the scenes
+    data = supervised_data(load_gan_data(files, without_pairs), train, seed)
+    text = TextModel.load(files.text_model)
+    trainer = Trainer(cfg, data, seed=seed)
     eval_cfg = EvalConfig(max_images=args.max_images)
     ctx = build_context(test, text, eval_cfg, cfg.image_size, 0, torch.device("cpu"))
     rows, t0 = [], time.perf_counter()

@@ -14,14 +14,13 @@ export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 RUN=runs/gpu
 mkdir -p "$RUN"
-WIDTH=${WIDTH:-1.0} SIZE=${SIZE:-64} LOAD=${LOAD:-74} BATCH=${BATCH:-64}
-PAPER=(
-  --set data.load_size="$LOAD" --set text.image_size="$SIZE" --set text.lr=2.0e-4
-  --set gan.image_size="$SIZE" --set gan.width="$WIDTH" --set gan.batch_size="$BATCH" --set gan.lr=2.0e-4
-  --set gan.kl_weight=1.0 --set gan.recon_weight=0.0 --set gan.vse_weight=0.0 --set gan.swap_weight=0.0
-  --set gan.output=direct --set gan.conditioning=concat
-  --set gan.checkpoint_every=50 --set gan.sample_every=25 --set tracking.enabled=false
-)
+# The paper profile (its one definition: sisgan/config.py, PAPER_RECIPE); sizes only when asked for.
+PAPER=(--profile paper --set gan.checkpoint_every=50 --set gan.sample_every=25 --set tracking.enabled=false)
+for pair in "data.load_size=${LOAD:-}" "text.image_size=${SIZE:-}" "gan.image_size=${SIZE:-}" \
+  "gan.width=${WIDTH:-}" "gan.batch_size=${BATCH:-}"; do
+  if [ -n "${pair#*=}" ]; then PAPER+=(--set "$pair"); fi
+done
+WIDTH=${WIDTH:-1.0} SIZE=${SIZE:-64} BATCH=${BATCH:-64}
 read -ra EXTRA <<<"${EXTRA_SETS:-}"  # more --set pairs, e.g. for a CPU smoke test
 PAPER+=("${EXTRA[@]}")
 
@@ -43,6 +42,7 @@ bench() {
   $PY -m pipeline.download "${PAPER[@]}"
   $PY -m pipeline.preprocess "${PAPER[@]}" 2>&1 | tail -n 2
   $PY -m pipeline.pretrain_text "${PAPER[@]}" 2>&1 | tail -n 3 | tee "$RUN/pretrain_text.log"
+  $PY -m pipeline.edit_pairs "${PAPER[@]}" 2>&1 | tail -n 1
   echo "data + text encoder: $((SECONDS - t0)) s" | tee -a "$RUN/times.txt"
   copy_out "$RUN/train_throughput.json" "$RUN/throughput.log"
 }

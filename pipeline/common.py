@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from sisgan.config import Config, check_dataset
+from sisgan.config import PROFILES, Config, apply_profile, check_dataset
 from sisgan.errors import ConfigError, SisganError
 from sisgan.io import write_json as write_json  # re-exported: the stages write metrics with it
 
@@ -76,18 +76,23 @@ def set_path(params: dict[str, Any], dotted: str, value: Any) -> None:
 def stage_params(description: str, argv: list[str] | None = None) -> dict[str, Any]:
     """params.yaml (or --params FILE) with --set key=value overrides applied (values parsed as YAML).
 
-    `python -m pipeline.train_gan --set gan.width=1.0 --set gan.epochs=600` runs the same stage
-    without DVC, e.g. on a GPU machine.
+    `python -m pipeline.train_gan --profile paper --set gan.epochs=100` runs the same stage without DVC,
+    e.g. on a GPU machine; --profile applies a named recipe (sisgan.config.PAPER_RECIPE) before the --sets.
     """
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: params.yaml)")
     parser.add_argument(
+        "--profile", choices=PROFILES, default=None, help="a named recipe on top of the file (paper)"
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override, repeatable"
     )
     args = parser.parse_args(argv)
     params = read_params(args.params)
+    if args.profile:
+        params = apply_profile(params, args.profile)
     for item in args.set:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set gan.epochs=10.")

@@ -53,6 +53,17 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+def save_image(path: str | Path, image: Any) -> Path:
+    """A PIL image written atomically, in the format its final name says (.png, .jpg, ...)."""
+    from PIL import Image
+
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image extension {path.suffix!r}; use .png or .jpg")
+    return atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Build a folder under a temporary name; on success it replaces `path` (and what was there).

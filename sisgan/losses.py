@@ -1,28 +1,60 @@
-"""Losses: the VSE ranking loss and the SISGAN adversarial objective."""
+"""The SISGAN objective: which texts each pair gets, which G outputs feed which terms, and the terms.
+
+The training loop (sisgan.train.gan) only steps the phases:
+
+    generated = loss.generate(batch)            # G once; both phases read it
+    d_loss, _ = loss.d_phase(batch, generated)  # -> backward, D's optimizer step
+    g_loss, _ = loss.g_phase(batch, generated)  # -> backward, G's optimizer step (D frozen inside)
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+Stats = dict[str, torch.Tensor]
 
 
-def pairwise_ranking_loss(images: torch.Tensor, texts: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
-    """Bidirectional hinge ranking loss on L2-normalised embeddings (Kiros et al. 2014).
+@dataclasses.dataclass
+class Batch:
+    """One step's inputs, on the device. B images; the first B/2 rows get mismatching ("relevant") text.
 
-    images, texts: [B, D], row i of each is a matching pair; every other row is a negative.
-    Sum over negatives, mean over the batch.
+    real [B, 3, S, S] in [-1, 1]; text [B, T]: φ of one of each image's own captions; noise [B, C]: the
+    conditioning augmentation's ε. With colour-swap pairs (gan.swap_weight), swap_text [B/2, T] is the
+    mismatching half's text (a colour-swapped caption of its own image) and swap_target [B/2, 3, S, S]
+    the image recoloured alike: the edit's known answer.
     """
-    v = F.normalize(images, dim=1)
-    t = F.normalize(texts, dim=1)
-    scores = v @ t.t()  # [B, B]; scores[i, j] = cos(image i, text j)
-    pos = scores.diag()
-    off = ~torch.eye(scores.shape[0], dtype=torch.bool, device=scores.device)
-    cost_text = (margin - pos[:, None] + scores).clamp(min=0) * off  # image i vs wrong texts
-    cost_image = (margin - pos[None, :] + scores).clamp(min=0) * off  # text j vs wrong images
-    return (cost_text.sum() + cost_image.sum()) / scores.shape[0]
+
+    real: torch.Tensor
+    text: torch.Tensor
+    noise: torch.Tensor
+    swap_target: torch.Tensor | None = None
+    swap_text: torch.Tensor | None = None
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The batch as a flat tuple (what a CUDA graph's static inputs are copied from)."""
+        parts = (self.real, self.text, self.noise, self.swap_target, self.swap_text)
+        return tuple(t for t in parts if t is not None)
+
+    @classmethod
+    def from_tensors(cls, tensors: tuple[torch.Tensor, ...]) -> Batch:
+        return cls(*tensors)
 
 
-# Section: SISGAN.
+@dataclasses.dataclass
+class Generated:
+    """G(x, t̄) and what the terms need with it: the condition's μ, log σ [B, C] and the two texts [B, T]."""
+
+    fake: torch.Tensor
+    mu: torch.Tensor
+    log_sigma: torch.Tensor
+    mismatch: torch.Tensor
+    relevant: torch.Tensor
 
 
 def mismatching_rows(batch: int) -> int:
@@ -44,40 +76,54 @@ def kl_divergence(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     return torch.mean(-log_sigma + 0.5 * (torch.exp(2 * log_sigma) + mu.pow(2) - 1))
 
 
-class DiscriminatorStep(torch.nn.Module):
-    """The D step's three scores in one forward call (so DistributedDataParallel sees one forward):
+def _bce(logit: torch.Tensor, target: float) -> torch.Tensor:
+    """Binary cross-entropy of logits [B] against a constant label, in fp32 (also under bf16 autocast)."""
+    logit = logit.float()
+    return F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, target))
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Inside, `module`'s parameters take no gradient: a graph built here leaves them out (and, under
+    DistributedDataParallel, out of the all-reduce)."""
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        module.requires_grad_(True)
+
+
+class DiscriminatorStep(nn.Module):
+    """The D phase's three scores in one forward call (so DistributedDataParallel sees one forward):
     (real, matching), (real, mismatching) and (fake, relevant) logits, each [B].
 
     The two real pairs share one encoding of the real images: with batch-norm in training mode the
     encoder sees the same batch either way, so this equals two full passes.
     """
 
-    def __init__(self, discriminator: torch.nn.Module) -> None:
+    def __init__(self, discriminator: nn.Module) -> None:
         super().__init__()
         self.d = discriminator
 
-    def forward(self, real, fake, text, mismatch, relevant):  # noqa: ANN001, ANN201
+    def forward(
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        text: torch.Tensor,
+        mismatch: torch.Tensor,
+        relevant: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         feats = self.d.encode(real)
         return self.d.score(feats, text), self.d.score(feats, mismatch), self.d(fake, relevant)
 
 
-class GeneratorStep(torch.nn.Module):
-    """The G forward of a step in one call (so DistributedDataParallel sees one forward):
-    (image, relevant text, noise) -> (fake, μ, log σ, cycled). With `cycle` on, cycled is G run again on
-    the mismatching half's output with that half's own text, G(G(x, t̄), t) [B/2, 3, S, S]; else None.
-    """
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """λ of each G term. The paper: kl 1, the rest 0."""
 
-    def __init__(self, generator: torch.nn.Module, cycle: bool = False) -> None:
-        super().__init__()
-        self.g, self.cycle = generator, cycle
-
-    def forward(self, real, relevant, noise, text=None):  # noqa: ANN001, ANN201
-        fake, mu, log_sigma = self.g(real, relevant, noise)
-        if not self.cycle:
-            return fake, mu, log_sigma, None
-        half = mismatching_rows(real.shape[0])
-        cycled = self.g(fake[:half], text[:half], noise[:half].roll(1, dims=0))[0]
-        return fake, mu, log_sigma, cycled
+    kl: float = 1.0
+    recon: float = 0.0
+    swap: float = 0.0
 
 
 class SisganLoss:
@@ -85,94 +131,56 @@ class SisganLoss:
 
     D = BCE(D(x, t), 1) + ½ BCE(D(x, t̂), 0) + ½ BCE(D(G(x, t̄), t̄), 0)
     G = BCE(D(G(x, t̄), t̄), 1) + λ_KL · KL
+        + λ_rec · L1(G(x, t), x) on the matching half (TAGAN's reconstruction: keep what the text does
+          not change)
+        + λ_swap · L2(G(x, t_swap), x_swap) on the mismatching half, where t_swap is one of x's captions
+          with its colour words swapped and x_swap is x recoloured alike (sisgan.train.swaps): an edit with
+          a known answer, built from the data without labels. L2, not L1: while G is unsure of the colour,
+          L1's optimum (the median) is to change nothing.
 
-    Two improvements from later work, both off in the paper profile:
-    + λ_rec · L1(G(x, t), x) on the matching half of the batch (TAGAN's reconstruction: keep what the
-      text does not change), and
-    + λ_vse · ranking loss between the frozen VSE image embedding of G(x, t̄) and φ(t̄) (a direct
-      text-image matching signal, as AttnGAN's DAMSM loss gives its generator), and
-    + λ_cyc · L1(G(G(x, t̄), t), x) on the mismatching half (CycleGAN's cycle consistency with the
-      source's own caption: undoing an edit needs the colours t names painted exactly where they were,
-      a pixel-level signal for following the text that no critic gives), and
-    + λ_swap · L2(G(x, t_swap), x_swap) on the mismatching half, where t_swap is one of x's captions with
-      its colour words swapped and x_swap is x recoloured alike (sisgan.train.swaps): an edit with a
-      known answer, built from the data without labels.
+    generator and d_step may be wrapped (DistributedDataParallel, torch.compile); discriminator is the bare
+    D that the G phase scores with.
     """
 
     def __init__(
         self,
-        kl_weight: float = 1.0,
-        recon_weight: float = 0.0,
-        vse_weight: float = 0.0,
-        vse_encoder: torch.nn.Module | None = None,
-        vse_size: int | None = None,
-        margin: float = 0.2,
-        cycle_weight: float = 0.0,
-        swap_weight: float = 0.0,
+        generator: nn.Module,
+        d_step: nn.Module,
+        discriminator: nn.Module,
+        weights: LossWeights,
     ) -> None:
-        self.kl_weight, self.recon_weight, self.vse_weight = kl_weight, recon_weight, vse_weight
-        self.cycle_weight, self.swap_weight = cycle_weight, swap_weight
-        self.vse_encoder, self.vse_size, self.margin = vse_encoder, vse_size, margin
-        if vse_weight and vse_encoder is None:
-            raise ValueError("vse_weight > 0 needs the frozen VSE image encoder")
+        self.g, self.d_step, self.d, self.w = generator, d_step, discriminator, weights
 
-    def d_loss(self, d_step: torch.nn.Module, real, fake, text, mismatch, relevant):  # noqa: ANN001, ANN201
-        """-> (loss, {d_real, d_mismatch, d_fake}); fake must already be detached."""
-        real_logit, mis_logit, fake_logit = d_step(real, fake, text, mismatch, relevant)
-        d_real = F.binary_cross_entropy_with_logits(
-            real_logit.float(), torch.ones_like(real_logit, dtype=torch.float32)
-        )
-        d_mis = 0.5 * F.binary_cross_entropy_with_logits(
-            mis_logit.float(), torch.zeros_like(mis_logit, dtype=torch.float32)
-        )
-        d_fake = 0.5 * F.binary_cross_entropy_with_logits(
-            fake_logit.float(), torch.zeros_like(fake_logit, dtype=torch.float32)
-        )
-        return d_real + d_mis + d_fake, {"d_real": d_real, "d_mismatch": d_mis, "d_fake": d_fake}
+    def generate(self, batch: Batch) -> Generated:
+        """G(x, t̄) once: the D phase scores it detached, the G phase with gradients (after D's update)."""
+        mismatch, relevant = mismatched_and_relevant(batch.text)
+        if batch.swap_text is not None:
+            relevant = torch.cat([batch.swap_text, relevant[len(batch.swap_text) :]])
+        fake, mu, log_sigma = self.g(batch.real, relevant, batch.noise)
+        return Generated(fake, mu, log_sigma, mismatch, relevant)
 
-    def g_loss(
-        self,
-        discriminator: torch.nn.Module,
-        real,
-        fake,
-        mu,
-        log_sigma,
-        relevant,
-        cycled=None,
-        swapped=None,
-    ):
-        """-> (loss, {g_adv, kl, recon, vse, cycle, swap}); cycled from GeneratorStep when cycle_weight > 0,
-        swapped [B/2, 3, S, S] the mismatching half's targets when swap_weight > 0 (its text is then the
-        swapped captions)."""
-        logit = discriminator(fake, relevant)
-        g_adv = F.binary_cross_entropy_with_logits(logit.float(), torch.ones_like(logit, dtype=torch.float32))
-        kl = kl_divergence(mu.float(), log_sigma.float())
-        loss = g_adv + self.kl_weight * kl
-        half = mismatching_rows(real.shape[0])
-        recon = (fake[half:].float() - real[half:].float()).abs().mean()  # matching text: output = input
-        if self.recon_weight:
-            loss = loss + self.recon_weight * recon
-        vse = torch.zeros((), device=fake.device)
-        if self.vse_weight:
-            image = fake
-            if self.vse_size and fake.shape[-1] != self.vse_size:
-                image = F.interpolate(fake, size=self.vse_size, mode="bilinear", align_corners=False)
-            vse = pairwise_ranking_loss(self.vse_encoder(image).float(), relevant.float(), self.margin)
-            loss = loss + self.vse_weight * vse
-        cycle = torch.zeros((), device=fake.device)
-        if self.cycle_weight:
-            cycle = (cycled.float() - real[:half].float()).abs().mean()
-            loss = loss + self.cycle_weight * cycle
-        swap = torch.zeros((), device=fake.device)
-        if self.swap_weight:
-            # L2, not L1: while G is unsure of the colour L1's optimum (the median) is to change nothing.
-            swap = (fake[:half].float() - swapped.float()).pow(2).mean()
-            loss = loss + self.swap_weight * swap
-        return loss, {
-            "g_adv": g_adv,
-            "kl": kl,
-            "recon": recon.detach(),
-            "vse": vse.detach(),
-            "cycle": cycle.detach(),
-            "swap": swap.detach(),
+    def d_phase(self, batch: Batch, gen: Generated) -> tuple[torch.Tensor, Stats]:
+        """-> (D loss, {d_real, d_mismatch, d_fake})."""
+        real_logit, mis_logit, fake_logit = self.d_step(
+            batch.real, gen.fake.detach(), batch.text, gen.mismatch, gen.relevant
+        )
+        stats = {
+            "d_real": _bce(real_logit, 1.0),
+            "d_mismatch": 0.5 * _bce(mis_logit, 0.0),
+            "d_fake": 0.5 * _bce(fake_logit, 0.0),
         }
+        return stats["d_real"] + stats["d_mismatch"] + stats["d_fake"], stats
+
+    def g_phase(self, batch: Batch, gen: Generated) -> tuple[torch.Tensor, Stats]:
+        """-> (G loss, {g_adv, kl, recon, swap}); D is only a critic here: its weights take no gradient."""
+        with frozen(self.d):
+            g_adv = _bce(self.d(gen.fake, gen.relevant), 1.0)
+        kl = kl_divergence(gen.mu.float(), gen.log_sigma.float())
+        half = mismatching_rows(len(batch.real))
+        recon = (gen.fake[half:].float() - batch.real[half:].float()).abs().mean()  # matching text: = input
+        loss = g_adv + self.w.kl * kl + self.w.recon * recon
+        swap = torch.zeros((), device=gen.fake.device)
+        if batch.swap_target is not None:
+            swap = (gen.fake[:half].float() - batch.swap_target.float()).pow(2).mean()
+            loss = loss + self.w.swap * swap
+        return loss, {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach()}

@@ -12,7 +12,7 @@ from sisgan.config import GANConfig, SynthConfig
 from sisgan.data import synth
 from sisgan.data.shards import load_split
 from sisgan.errors import ConfigError
-from sisgan.train.gan import Trainer
+from sisgan.train.gan import GanData, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,8 @@ def test_supervised_training_learns_the_edits(split):
         {"image_size": 16, "width": 0.125, "batch_size": 8, "epochs": 1, "output": "mask", "flip": False}
         | {"swap_weight": 100.0}
     )
-    data = supervised_data(split, feats, counts, split.images, seed=0)
+    plain = GanData(split.images, feats, counts, split.images[:1], feats[:1, 0], ["-"])
+    data = supervised_data(plain, split, seed=0)
     np.testing.assert_array_equal(data.swap_images[0], edits)
     np.testing.assert_array_equal(data.swap_features[0], feats[target, caption])
     trainer = Trainer(cfg, data)

@@ -9,14 +9,19 @@ from torch import nn
 
 from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
-from sisgan.losses import DiscriminatorStep, GeneratorStep, SisganLoss, kl_divergence, mismatched_and_relevant
+from sisgan.losses import (
+    Batch,
+    DiscriminatorStep,
+    LossWeights,
+    SisganLoss,
+    kl_divergence,
+    mismatched_and_relevant,
+)
 from sisgan.models import Discriminator, Generator
 from sisgan.models.blocks import ResidualBlock, TextResidualBlock
-from sisgan.models.generator import colour_regions, region_mean
 from sisgan.train import checkpoint
 from sisgan.train.gan import GanData, NonFiniteLoss, Trainer, fit, lr_at
 from sisgan.train.graphs import EagerStepGraph, TrainingState
-from sisgan.train.recolour import recolour_keyed
 
 # Section: networks.
 
@@ -113,24 +118,62 @@ def test_discriminator_step_equals_separate_passes():
         torch.testing.assert_close(x, y)
 
 
+class _FixedG(nn.Module):
+    """A stand-in G that returns a given image: the loss terms can then be checked by hand."""
+
+    def __init__(self, fake: torch.Tensor, cond_dim: int = 5) -> None:
+        super().__init__()
+        self.fake, self.cond_dim = fake, cond_dim
+
+    def forward(self, image, text, noise):  # noqa: ANN001, ANN201
+        mu = torch.arange(len(image) * self.cond_dim, dtype=torch.float32).view(len(image), -1) / 10
+        return self.fake, mu, -mu
+
+
+def _loss(fake: torch.Tensor, d: Discriminator, **weights) -> SisganLoss:
+    return SisganLoss(_FixedG(fake), DiscriminatorStep(d), d, LossWeights(**weights))
+
+
 def test_loss_terms_follow_the_paper():
     torch.manual_seed(0)
     d = Discriminator(16, 8, 0.25)
-    loss = SisganLoss(kl_weight=2.0, recon_weight=0.0)
-    real = torch.randn(4, 3, 16, 16)
-    t = torch.randn(4, 8)
+    real, t = torch.randn(4, 3, 16, 16), torch.randn(4, 8)
+    batch = Batch(real, t, torch.zeros(4, 5))
+    loss = _loss(real.clone(), d, kl=2.0)
+    gen = loss.generate(batch)
     mis, rel = mismatched_and_relevant(t)
-    total, parts = loss.d_loss(DiscriminatorStep(d), real, real.clone(), t, mis, rel)
-    torch.testing.assert_close(total, parts["d_real"] + parts["d_mismatch"] + parts["d_fake"])
-    mu, ls = torch.randn(4, 5), torch.randn(4, 5)
-    g_total, g_parts = loss.g_loss(d, real, real, mu, ls, rel)
-    g_total = g_total.detach()
+    assert torch.equal(gen.mismatch, mis) and torch.equal(gen.relevant, rel)
+    d_total, d_parts = loss.d_phase(batch, gen)
+    torch.testing.assert_close(d_total, d_parts["d_real"] + d_parts["d_mismatch"] + d_parts["d_fake"])
+    # The D phase's three scores are the paper's pairs: (x, t) real, (x, t̂) and (G(x, t̄), t̄) fake.
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    d.eval()  # batch-norm statistics fixed, so the by-hand scores see the same D
+    _, d_parts = loss.d_phase(batch, gen)
+    torch.testing.assert_close(d_parts["d_real"], bce(d(real, t), torch.ones(4)))
+    torch.testing.assert_close(d_parts["d_mismatch"], 0.5 * bce(d(real, mis), torch.zeros(4)))
+    torch.testing.assert_close(d_parts["d_fake"], 0.5 * bce(d(real, rel), torch.zeros(4)))
+    g_total, g_parts = loss.g_phase(batch, gen)
+    torch.testing.assert_close(g_parts["g_adv"], bce(d(real, rel), torch.ones(4)))
+    torch.testing.assert_close(g_parts["kl"], kl_divergence(gen.mu, gen.log_sigma))
     torch.testing.assert_close(g_total, g_parts["g_adv"] + 2.0 * g_parts["kl"])
     assert float(g_parts["recon"]) == 0.0  # output == input on the matching half
-    with_recon = (
-        SisganLoss(kl_weight=2.0, recon_weight=10.0).g_loss(d, real, real + 0.1, mu, ls, rel)[0].detach()
-    )
-    assert float(with_recon) > float(g_total)
+    off = _loss(real + 0.1, d, kl=2.0, recon=10.0)
+    g_off, parts_off = off.g_phase(batch, off.generate(batch))
+    assert float(parts_off["recon"]) == pytest.approx(0.1)
+    torch.testing.assert_close(g_off, parts_off["g_adv"] + 2.0 * parts_off["kl"] + 10.0 * parts_off["recon"])
+
+
+def test_g_phase_leaves_the_discriminator_out_of_the_gradient():
+    torch.manual_seed(0)
+    d = Discriminator(16, 8, 0.25)
+    fake = (torch.rand(4, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    loss = _loss(fake, d)
+    batch = Batch(torch.rand(4, 3, 16, 16) * 2 - 1, torch.randn(4, 8), torch.zeros(4, 5))
+    g_loss, _ = loss.g_phase(batch, loss.generate(batch))
+    g_loss.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0, "G's output gets the critic's gradient"
+    assert all(p.grad is None for p in d.parameters()), "D takes none"
+    assert all(p.requires_grad for p in d.parameters()), "and is trainable again afterwards"
 
 
 # Section: training.
@@ -177,15 +220,14 @@ def test_one_step_gives_finite_losses_and_changes_both_nets():
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("d."))
 
 
-@pytest.mark.parametrize("share_fake", [True, False])
-def test_seeded_training_is_deterministic_on_cpu(share_fake):
-    a = Trainer(_cfg(share_fake=share_fake), _data(), seed=3)
-    b = Trainer(_cfg(share_fake=share_fake), _data(), seed=3)
+def test_seeded_training_is_deterministic_on_cpu():
+    a = Trainer(_cfg(), _data(), seed=3)
+    b = Trainer(_cfg(), _data(), seed=3)
     a.run_epoch(1)
     b.run_epoch(1)
     sa, sb = _state(a), _state(b)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    c = Trainer(_cfg(share_fake=share_fake), _data(), seed=4)
+    c = Trainer(_cfg(), _data(), seed=4)
     c.run_epoch(1)
     assert any(not torch.equal(sa[k], _state(c)[k]) for k in sa)
 
@@ -204,12 +246,12 @@ def _graphed(trainer: Trainer) -> list[int]:
     return captures
 
 
-@pytest.mark.parametrize(("share_fake", "swap_weight"), [(True, 0.0), (False, 0.0), (True, 10.0)])
-def test_graphed_step_trains_exactly_like_the_eager_step(share_fake, swap_weight):
+@pytest.mark.parametrize("swap_weight", [0.0, 10.0])
+def test_graphed_step_trains_exactly_like_the_eager_step(swap_weight):
     # Two epochs with the lr halved in between: the warm-up before each capture must leave no trace
     # (weights, batch-norm statistics, Adam moments and step count restored in place), and a new lr
     # must be captured again. With colour swaps, their targets and texts are graph inputs too.
-    cfg = _cfg(share_fake=share_fake, epochs=2, lr_decay_every=1, swap_weight=swap_weight)
+    cfg = _cfg(epochs=2, lr_decay_every=1, swap_weight=swap_weight)
     eager, graphed = Trainer(cfg, _swap_data(), seed=5), Trainer(cfg, _swap_data(), seed=5)
     captures = _graphed(graphed)
     for epoch in (1, 2):
@@ -374,16 +416,12 @@ def test_ddp_two_cpu_processes(tmp_path):
 # Section: improvements behind params.
 
 
-@pytest.mark.parametrize("output", ["residual", "mask"])
-def test_residual_and_mask_outputs_start_near_the_identity_and_learn(output):
-    g = Generator(16, 10, 0.125, output=output).eval()
+def test_mask_output_starts_near_the_identity_and_learns():
+    g = Generator(16, 10, 0.125, output="mask").eval()
     x = torch.rand(2, 3, 16, 16) * 1.8 - 0.9
     out, _, _ = g(x, torch.randn(2, 10), torch.randn(2, g.cond_dim))
-    if output == "residual":
-        torch.testing.assert_close(out, x)  # the change branch starts at exactly zero
-    else:
-        assert (out - x).abs().max() < 0.1  # the mask starts at sigmoid(-3): 5% repaint at most
-    trainer = Trainer(_cfg(output=output), _data())
+    assert (out - x).abs().max() < 0.1  # the mask starts at sigmoid(-3): 5% repaint at most
+    trainer = Trainer(_cfg(output="mask"), _data())
     before = trainer.g.to_rgb.weight.clone()
     _, idx, real = next(trainer.batches(0))
     trainer.train_step(real, trainer._text(idx))
@@ -402,138 +440,18 @@ def test_mask_output_blends_source_and_repaint():
     assert (out - x).abs().mean() > 0.1
 
 
-def test_layers_output_paints_flat_text_chosen_colours_or_keeps_the_source():
-    g = Generator(16, 10, 0.125, output="layers").eval()
-    x, text = torch.rand(2, 3, 16, 16) * 2 - 1, torch.randn(2, 10)
-    start, _, _ = g(x, text, torch.randn(2, g.cond_dim))
-    assert (start - x).abs().mean() < 0.1, "starts close to the identity"
-    with torch.no_grad():
-        g.to_rgb.weight.zero_()
-        g.to_rgb.bias.fill_(-30.0)
-        g.to_rgb.bias[2] = 30.0  # every pixel in layer 2 (index 0 keeps the source)
-        painted, mu, _ = g(x, text, torch.randn(2, g.cond_dim))
-        colour = torch.tanh(g.colours(mu)).view(2, -1, 3)[:, 1]  # [B, 3]: layer 2's colour
-        again, _, _ = g(x, text, torch.randn(2, g.cond_dim))  # other CA noise
-        other, _, _ = g(x, text.flip(0), torch.randn(2, g.cond_dim))
-        g.to_rgb.bias.fill_(-30.0)
-        g.to_rgb.bias[0] = 30.0
-        kept, _, _ = g(x, text, torch.randn(2, g.cond_dim))
-    torch.testing.assert_close(painted, colour[:, :, None, None].expand_as(x))  # one flat colour per image
-    torch.testing.assert_close(again, painted)  # the colour follows μ(t), not the noise
-    torch.testing.assert_close(other, painted.flip(0))  # ... and the text
-    torch.testing.assert_close(kept, x)
-
-
-def test_regions_output_repaints_each_colour_region_as_a_whole():
-    # Two flat colours in a checkerboard of 2x2 cells: two regions, each split into many pieces.
-    cells = (torch.arange(16)[:, None] // 2 + torch.arange(16)[None, :] // 2) % 2  # [16, 16] in {0, 1}
-    red, blue = torch.tensor([0.9, -0.9, -0.9]), torch.tensor([-0.9, -0.9, 0.9])
-    x = torch.where(cells.bool()[None, :, :], red[:, None, None], blue[:, None, None])[None].repeat(
-        2, 1, 1, 1
-    )
-    regions = colour_regions(x, 4)
-    assert regions.shape == (2, 64, 16, 16) and int((regions.sum(dim=(2, 3)) > 0).sum()) == 4  # 2 per image
-    g = Generator(16, 10, 0.125, output="regions").train()
-    out, _, _ = g(x, torch.randn(2, 10), torch.randn(2, g.cond_dim))
-    for b in range(2):
-        for mask in (cells.bool(), ~cells.bool()):
-            pixels = out[b][:, mask]  # [3, n]: one region's output
-            assert torch.allclose(pixels, pixels[:, :1].expand_as(pixels), atol=1e-5), "one colour per region"
-    values = torch.randn(2, 5, 16, 16)
-    pooled = region_mean(values, regions)
-    torch.testing.assert_close(pooled[:, :, cells.bool()].mean(-1), values[:, :, cells.bool()].mean(-1))
-
-
-def test_cycle_term_is_g_run_back_with_the_sources_own_text():
-    torch.manual_seed(0)
-    g = Generator(16, 10, 0.125).eval()
-    step = GeneratorStep(g, cycle=True)
-    real, text, noise = torch.randn(4, 3, 16, 16), torch.randn(4, 10), torch.randn(4, g.cond_dim)
-    _, rel = mismatched_and_relevant(text)
-    with torch.no_grad():
-        fake, mu, ls, cycled = step(real, rel, noise, text)
-        expected = g(fake[:2], text[:2], noise[:2].roll(1, dims=0))[0]
-    torch.testing.assert_close(cycled, expected)
-    assert GeneratorStep(g)(real, rel, noise, text)[3] is None  # off: no second pass
-    d = Discriminator(16, 10, 0.125)
-    base = SisganLoss().g_loss(d, real, fake, mu, ls, rel)
-    exact = SisganLoss(cycle_weight=5.0).g_loss(d, real, fake, mu, ls, rel, real[:2])
-    off = SisganLoss(cycle_weight=5.0).g_loss(d, real, fake, mu, ls, rel, real[:2] + 0.2)
-    assert float(exact[1]["cycle"]) == 0.0 and exact[0].item() == pytest.approx(base[0].item())
-    assert float(off[1]["cycle"]) == pytest.approx(0.2)
-    assert off[0].item() == pytest.approx(base[0].item() + 1.0)
-
-
-def test_training_with_the_cycle_term_reports_it():
-    trainer = Trainer(_cfg(cycle_weight=1.0, output="mask"), _data())
-    _, idx, real = next(trainer.batches(0))
-    stats = trainer.train_step(real, trainer._text(idx))
-    assert 0 < float(stats["cycle"]) < 2 and torch.isfinite(stats["g_loss"])
-
-
-def test_unknown_output_mode_is_a_clear_error():
+@pytest.mark.parametrize("removed", ["residual", "layers", "regions", "blend"])
+def test_unknown_output_mode_is_a_clear_error(removed):
     with pytest.raises(ConfigError, match="gan.output"):
-        _cfg(output="blend")
-    with pytest.raises(ConfigError, match="gan.output = 'blend' is unknown"):
-        Generator(16, 10, 0.125, output="blend")
+        _cfg(output=removed)
+    with pytest.raises(ConfigError, match=f"gan.output = '{removed}' is unknown"):
+        Generator(16, 10, 0.125, output=removed)
 
 
-def test_vse_loss_needs_the_encoder_and_adds_a_term():
-    with pytest.raises(ConfigError, match="gan.vse_weight > 0 needs the pretrained text model"):
-        Trainer(_cfg(vse_weight=1.0), _data())
-    from sisgan.text.image_encoder import ConvImageEncoder
-
-    data = _data()
-    data.vse_encoder, data.vse_size = ConvImageEncoder(10, 8), 16
-    trainer = Trainer(_cfg(vse_weight=1.0), data)
-    _, idx, real = next(trainer.batches(0))
-    stats = trainer.train_step(real, trainer._text(idx))
-    assert float(stats["vse"]) > 0
-    assert not any(p.requires_grad for p in data.vse_encoder.parameters()), "the VSE encoder stays frozen"
-
-
-# Section: colour-keyed recolouring (gan.recolour).
-
-
-def _two_birds() -> torch.Tensor:
-    """Two 16x16 images on a grey background: a red square in one, a blue square in the other."""
-    images = torch.full((2, 3, 16, 16), 0.0)
-    images[0, :, 4:12, 4:12] = torch.tensor([0.8, -0.8, -0.8])[:, None, None]
-    images[1, :, 4:12, 4:12] = torch.tensor([-0.8, -0.8, 0.8])[:, None, None]
-    return images
-
-
-def test_recolouring_gives_the_object_another_images_colour_and_keeps_the_rest():
-    images = _two_birds()
-    out = recolour_keyed(images, torch.Generator().manual_seed(0), candidates=16)
-    # Each square takes the other image's square colour (the batch rolled by one); background untouched.
-    torch.testing.assert_close(out[0, :, 4:12, 4:12], images[1, :, 4:12, 4:12], atol=1e-3, rtol=0)
-    torch.testing.assert_close(out[1, :, 4:12, 4:12], images[0, :, 4:12, 4:12], atol=1e-3, rtol=0)
-    outside = torch.ones(16, 16, dtype=torch.bool)
-    outside[4:12, 4:12] = False
-    torch.testing.assert_close(out[:, :, outside], images[:, :, outside], atol=1e-6, rtol=0)
-
-
-def test_recolouring_is_seeded_and_stays_in_range():
-    images = torch.rand(6, 3, 16, 16) * 2 - 1
-    a = recolour_keyed(images, torch.Generator().manual_seed(1))
-    b = recolour_keyed(images, torch.Generator().manual_seed(1))
-    c = recolour_keyed(images, torch.Generator().manual_seed(2))
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert a.shape == images.shape and a.min() >= -1 and a.max() <= 1
-
-
-def test_recolour_feeds_g_recoloured_matching_rows_and_needs_recon():
-    with pytest.raises(ConfigError, match="gan.recolour.*recon_weight > 0"):
-        _cfg(recolour=True)
-    trainer = Trainer(_cfg(recolour=True, recon_weight=1.0), _data())
-    _, idx, real = next(trainer.batches(0))
-    source = trainer._recoloured(real)
-    half = real.shape[0] // 2
-    assert torch.equal(source[:half], real[:half])  # mismatching rows: the edit's source as it is
-    assert not torch.equal(source[half:], real[half:])
-    stats = trainer.train_step(real, trainer._text(idx))
-    assert all(torch.isfinite(v) for v in stats.values())
+@pytest.mark.parametrize("key", ["vse_weight", "cycle_weight", "recolour", "share_fake", "cudnn_benchmark"])
+def test_removed_options_are_unknown_keys(key):
+    with pytest.raises(ConfigError, match=rf"unknown key\(s\) \['{key}'\] in section 'gan'"):
+        _cfg(**{key: 1})
 
 
 # Section: colour-swap pairs (gan.swap_weight).
@@ -543,10 +461,18 @@ def test_swap_term_is_l2_of_the_mismatching_half_towards_its_targets():
     torch.manual_seed(0)
     d = Discriminator(16, 10, 0.125)
     real, fake = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1
-    mu, ls, rel = torch.zeros(4, 8), torch.zeros(4, 8), torch.randn(4, 10)
-    target = torch.rand(2, 3, 16, 16) * 2 - 1
-    plain, _ = SisganLoss().g_loss(d, real, fake, mu, ls, rel)
-    total, stats = SisganLoss(swap_weight=3.0).g_loss(d, real, fake, mu, ls, rel, swapped=target)
+    text, target, swap_text = torch.randn(4, 10), torch.rand(2, 3, 16, 16) * 2 - 1, torch.randn(2, 10)
+    plain_batch = Batch(real, text, torch.zeros(4, 5))
+    batch = Batch(real, text, torch.zeros(4, 5), swap_target=target, swap_text=swap_text)
+    loss = _loss(fake, d, swap=3.0)
+    gen = loss.generate(batch)
+    # The mismatching half's text is the swapped caption; the matching half keeps its own.
+    torch.testing.assert_close(gen.relevant, torch.cat([swap_text, text[2:]]))
+    d.eval()
+    plain_gen = loss.generate(plain_batch)
+    plain_gen.relevant = gen.relevant  # the same critic scores, so only the swap term differs
+    plain, _ = loss.g_phase(plain_batch, plain_gen)
+    total, stats = loss.g_phase(batch, gen)
     expected = (fake[:2] - target).pow(2).mean()
     assert float(stats["swap"]) == pytest.approx(float(expected))
     assert (total - plain).item() == pytest.approx(3.0 * expected.item(), rel=1e-5)

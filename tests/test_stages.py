@@ -110,7 +110,7 @@ def test_train_gan_and_evaluate_stages_resume_and_signal(project):
 
     from conftest import stage_env
 
-    for stage in ("download", "preprocess", "pretrain_text", "train_gan"):
+    for stage in ("download", "preprocess", "pretrain_text", "edit_pairs", "train_gan"):
         project.stage(stage)
     root = project.root
     train = json.loads((root / "metrics/train.json").read_text())

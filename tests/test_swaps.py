@@ -104,7 +104,8 @@ def test_build_swaps_encodes_every_swapped_caption(split):
         TextConfig(embed_dim=8, hidden_dim=6, cnn_width=4, image_size=16),
         Vocabulary.build(c for caps in split.captions for c in caps),
     )
-    images, features = build_swaps(split.images, split.captions, text, 3, seed=0, log=lambda m: None)
+    swaps, features, _ = build_swaps(split.images, split.captions, text, 3, seed=0, log=lambda m: None)
+    images = swaps.images
     assert images.shape == (3, *split.images.shape) and features.shape == (3, len(split), 6)
     swaps = make_swaps(split.images, split.captions, ground_colours(split.images, split.captions), 3, 0)
     np.testing.assert_array_equal(images, swaps.images)

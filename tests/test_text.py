@@ -10,11 +10,10 @@ from sisgan.config import SynthConfig, TextConfig
 from sisgan.data.shards import load_split
 from sisgan.errors import ConfigError, DataError
 from sisgan.eval.retrieval import recall_at_k
-from sisgan.losses import pairwise_ranking_loss
 from sisgan.text.encoder import TextEncoder, init_from_word_vectors
 from sisgan.text.model import TextModel, load_features, save_features
 from sisgan.text.tokenizer import Vocabulary, tokenize
-from sisgan.train.vse import pretrain
+from sisgan.train.vse import pairwise_ranking_loss, pretrain
 
 # Section: tokenizer and vocabulary.
 

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from sisgan.data.shards import SplitData, load_split
 from sisgan.errors import ConfigError
+from sisgan.pixels import unit_range
 
 
 class ShardDataset(Dataset):
@@ -33,11 +34,6 @@ class ShardDataset(Dataset):
             "class_id": int(self.data.class_ids[index]),
             "index": index,
         }
-
-
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, 3, H, W] -> float [-1, 1] (the generator's tanh range)."""
-    return images.float().div_(127.5).sub_(1.0)
 
 
 def random_crop_flip(
@@ -147,4 +143,4 @@ class DeviceLoader:
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             batch = self.images.index_select(0, idx)
             batch = random_crop_flip(batch, self.crop, self.flip, self.generator)
-            yield idx, to_unit_range(batch)
+            yield idx, unit_range(batch)

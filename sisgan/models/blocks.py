@@ -30,7 +30,8 @@ class ResidualBlock(nn.Module):
             nn.BatchNorm2d(channels),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """cond is ignored: the paper's block reads no text (one signature with TextResidualBlock)."""
         return F.relu(x + self.body(x))
 
 

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
+from sisgan.pixels import to_uint8, to_unit
 from sisgan.models.blocks import ResidualBlock, TextResidualBlock, ch, init_weights, tile
 
-# How G's last layer forms the output image: "direct" (the paper: tanh of the decoder), "residual" (source +
-# a predicted change) or "mask" (a repaint layer blended into the source by a predicted mask, as GANimation
-# does for faces). The last two are improvements, off in the paper profile.
-OUTPUTS = ("direct", "residual", "mask", "layers", "regions")
-# "layers": LAYERS flat colours, each chosen by the text alone, painted through soft masks (one more mask
-# channel keeps the source). A colour cannot vary inside a layer, so G can only recolour regions.
-# "regions": the same, with the mask also constant over each colour region of the source (its pixels
-# quantised to REGION_BINS levels per channel): a part is repainted whole, in one colour, or kept.
-LAYERS = 4
-REGION_BINS = 4
+# How G's last layer forms the output image: "direct" (the paper: tanh of the decoder) or "mask" (a repaint
+# layer blended into the source by a predicted mask, as GANimation does for faces; an improvement).
+OUTPUTS = ("direct", "mask")
 # How the text condition enters: "concat" (the paper: tiled and concatenated once, before the residual
 # blocks) or "film" (also modulating every residual block; an improvement).
 CONDITIONINGS = ("concat", "film")
@@ -103,21 +96,6 @@ class ConditioningAugmentation(nn.Module):
         return mu + log_sigma.exp() * noise, mu, log_sigma
 
 
-def colour_regions(image: torch.Tensor, bins: int) -> torch.Tensor:
-    """[B, 3, S, S] in [-1, 1] -> one-hot [B, bins³, S, S]: each pixel's colour quantised to `bins` levels
-    per channel. Pixels of one flat-coloured part share a region (wherever they are in the image)."""
-    q = ((image.float() + 1) / 2 * bins).floor().clamp(0, bins - 1).long()  # [B, 3, S, S]
-    ids = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]  # [B, S, S]
-    return F.one_hot(ids, bins**3).permute(0, 3, 1, 2).float()
-
-
-def region_mean(values: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
-    """values [B, C, S, S] replaced by their mean over each region (regions: one-hot [B, K, S, S])."""
-    counts = regions.sum(dim=(2, 3)).clamp(min=1)  # [B, K]
-    means = torch.einsum("bchw,bkhw->bck", values, regions) / counts[:, None]  # [B, C, K]
-    return torch.einsum("bck,bkhw->bchw", means, regions)
-
-
 class Generator(nn.Module):
     """(image [B, 3, S, S] in [-1, 1], φ(t) [B, T], noise [B, C]) -> (image [B, 3, S, S], μ, log σ)."""
 
@@ -168,26 +146,14 @@ class Generator(nn.Module):
             nn.BatchNorm2d(c3),
             nn.ReLU(inplace=True),
         )
-        # The last 3x3 conv. "mask", "layers" and "regions" also see the source pixels (a skip connection: the
-        # decoder works from S/4 features, and a mask has to follow the parts' edges at full resolution);
-        # "mask" adds a mask channel, the layered outputs one mask logit per layer plus one to keep the source.
-        self.layered = layered = output in ("layers", "regions")
-        skip = 3 if output == "mask" or layered else 0
-        out_channels = LAYERS + 1 if layered else {"mask": 4}.get(output, 3)
-        self.to_rgb = nn.Conv2d(c3 + skip, out_channels, 3, padding=1)
-        if layered:
-            self.colours = nn.Linear(self.cond_dim, 3 * LAYERS)  # [B, C] -> LAYERS RGB colours
+        # The last 3x3 conv. "mask" also sees the source pixels (a skip connection: the decoder works from S/4
+        # features, and a mask has to follow the parts' edges at full resolution) and adds a mask channel.
+        self.masked = output == "mask"
+        self.to_rgb = nn.Conv2d(c3 + 3 * self.masked, 3 + self.masked, 3, padding=1)
         self.apply(init_weights)
-        if output == "residual":
-            # The change starts at exactly zero: G begins as the identity.
-            nn.init.zeros_(self.to_rgb.weight)
-            nn.init.zeros_(self.to_rgb.bias)
-        elif output == "mask":
+        if self.masked:
             # The mask starts almost closed (sigmoid(-3) = 0.05): G begins close to the identity.
             nn.init.constant_(self.to_rgb.bias[3:], MASK_INIT_BIAS)
-        elif layered:
-            # The keep-the-source channel starts ahead by 3 + log(LAYERS): every layer's weight ≈ 0.05.
-            nn.init.constant_(self.to_rgb.bias[:1], -MASK_INIT_BIAS + math.log(LAYERS))
 
     def forward(
         self, image: torch.Tensor, text: torch.Tensor, noise: torch.Tensor
@@ -195,25 +161,14 @@ class Generator(nn.Module):
         feat = self.encoder(image)  # [B, 512w, S/4, S/4]
         cond, mu, log_sigma = self.ca(text, noise)  # [B, C]
         x = self.fuse(torch.cat([feat, tile(cond, feat.shape[-1]).to(feat.dtype)], dim=1))
-        for block in self.blocks:  # [B, 512w, S/4, S/4]
-            x = block(x, cond) if self.conditioning == "film" else block(x)
+        for block in self.blocks:  # [B, 512w, S/4, S/4]; FiLM blocks also read the condition
+            x = block(x, cond)
         x = self.decoder(x)  # [B, 128w, S, S]
-        if self.layered:
-            logits = self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1)).float()  # [B, 1 + LAYERS, S, S]
-            if self.output == "regions":
-                logits = region_mean(logits, colour_regions(image, REGION_BINS))
-            weights = torch.softmax(logits, dim=1)
-            colours = torch.tanh(self.colours(mu.to(x.dtype))).float().view(-1, LAYERS, 3, 1, 1)
-            painted = (weights[:, 1:, None] * colours).sum(dim=1)  # [B, 3, S, S]
-            return (weights[:, :1] * image + painted).to(x.dtype), mu, log_sigma
-        if self.output == "mask":
-            y = self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1))  # [B, 4, S, S]
-            mask = torch.sigmoid(y[:, 3:])  # [B, 1, S, S]: where to repaint
-            return mask * torch.tanh(y[:, :3]) + (1 - mask) * image, mu, log_sigma
-        out = torch.tanh(self.to_rgb(x))  # [B, 3, S, S] in [-1, 1]
-        if self.output == "residual":
-            out = (image + 2 * out).clamp(-1, 1)  # a change of up to the full range in either direction
-        return out, mu, log_sigma
+        if not self.masked:
+            return torch.tanh(self.to_rgb(x)), mu, log_sigma  # [B, 3, S, S] in [-1, 1]
+        y = self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1))  # [B, 4, S, S]
+        mask = torch.sigmoid(y[:, 3:])  # [B, 1, S, S]: where to repaint
+        return mask * torch.tanh(y[:, :3]) + (1 - mask) * image, mu, log_sigma
 
 
 def generator_from_config(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> Generator:
@@ -228,3 +183,20 @@ def generator_from_config(cfg: GANConfig, text_dim: int, load_vgg: bool = True) 
         output=cfg.output,
         conditioning=cfg.conditioning,
     )
+
+
+@torch.no_grad()
+def edit_images(
+    generator: Generator, images: np.ndarray, texts: torch.Tensor, batch_size: int = 128
+) -> np.ndarray:
+    """G over uint8 images [N, S, S, 3] with φ(t) [N, T], in batches: uint8 [N, S, S, 3].
+
+    ε = 0 (the mean condition), and in whatever mode the caller left G (eval for inference).
+    """
+    device = next(generator.parameters()).device
+    outs = []
+    for i in range(0, len(images), batch_size):
+        x = to_unit(images[i : i + batch_size], device)
+        noise = torch.zeros(len(x), generator.cond_dim, device=device)
+        outs.append(to_uint8(generator(x, texts[i : i + batch_size].to(device), noise)[0]))
+    return np.concatenate(outs)

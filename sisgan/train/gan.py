@@ -21,22 +21,17 @@ import torch
 from torch import nn
 
 from sisgan.config import GANConfig
-from sisgan.data.loader import DeviceLoader, center_crop, to_unit_range
+from sisgan.data.images import center_crop
+from sisgan.data.loader import DeviceLoader
 from sisgan.errors import ConfigError, SisganError
-from sisgan.losses import (
-    DiscriminatorStep,
-    GeneratorStep,
-    SisganLoss,
-    mismatched_and_relevant,
-    mismatching_rows,
-)
+from sisgan.losses import Batch, DiscriminatorStep, LossWeights, SisganLoss, mismatching_rows
 from sisgan.models import Discriminator, Generator, generator_from_config
+from sisgan.models.generator import edit_images
 from sisgan.train import checkpoint
 from sisgan.train.distributed import DistInfo, all_reduce_mean
 from sisgan.train.graphs import CudaStepGraph, StepGraph, TrainingState
-from sisgan.train.recolour import recolour_keyed
 
-LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "vse", "cycle", "swap")
+LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "swap")
 # Parameters that may change between a checkpoint and a resumed run (training simply continues).
 RESUMABLE_CHANGES = {
     "epochs",
@@ -47,7 +42,6 @@ RESUMABLE_CHANGES = {
     "compile",
     "cuda_graph",
     "fused_adam",
-    "cudnn_benchmark",
 }
 GRAPH_WARMUP_STEPS = 2  # eager steps before a capture (undone afterwards; see sisgan.train.graphs)
 
@@ -77,8 +71,6 @@ class GanData:
     sample_images: np.ndarray
     sample_features: np.ndarray
     sample_captions: list[str]
-    vse_encoder: nn.Module | None = None
-    vse_size: int | None = None
     swap_images: np.ndarray | None = None
     swap_features: np.ndarray | None = None
 
@@ -142,43 +134,36 @@ class Trainer:
         self._graph_inputs: tuple[torch.Tensor, ...] = ()
         self._graph_lr: tuple[float, float] | None = None
         self.memory_format = torch.channels_last if (cuda and cfg.channels_last) else torch.contiguous_format
-        if cuda:  # process-wide; same maths, a per-shape choice among cuDNN's algorithms
-            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-
         torch.manual_seed(seed)  # identical initial weights on every rank
-        self.g, self.d = build_models(cfg, data.features.shape[-1])
+        self._build_networks(data.features.shape[-1])
+        self._build_optimizers()
+        self._build_data()
+        self.epoch = 0  # completed epochs
+        self.batch = 0  # completed batches of the current epoch (non-zero only after an interrupt)
+        self.history: list[dict[str, Any]] = []
+        self.seen: list[torch.Tensor] = []  # image indices per step, kept only when record_indices is set
+        self.record_indices = False
+
+    def _build_networks(self, text_dim: int) -> None:
+        """G, D and the loss over them (through DDP and torch.compile when those are on)."""
+        cfg = self.cfg
+        self.g, self.d = build_models(cfg, text_dim)
         self.g.to(self.device, memory_format=self.memory_format)
         self.d.to(self.device, memory_format=self.memory_format)
-        self.d_step = DiscriminatorStep(self.d)
-        self.g_train: nn.Module = GeneratorStep(self.g, cycle=cfg.cycle_weight > 0)
+        g_forward: nn.Module = self.g
+        d_step: nn.Module = DiscriminatorStep(self.d)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            ids = [self.device.index] if cuda else None
-            self.g_train = DDP(self.g_train, device_ids=ids)
-            self.d_step = DDP(self.d_step, device_ids=ids)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            g_forward, d_step = DDP(g_forward, device_ids=ids), DDP(d_step, device_ids=ids)
         if cfg.compile:
-            self.g_train = torch.compile(self.g_train)
-            self.d_step = torch.compile(self.d_step)
-        vse = None
-        if cfg.vse_weight:
-            if data.vse_encoder is None:
-                raise ConfigError("gan.vse_weight > 0 needs the pretrained text model (models/text).")
-            vse = (
-                data.vse_encoder.to(self.device, memory_format=self.memory_format)
-                .eval()
-                .requires_grad_(False)
-            )
-        self.loss = SisganLoss(
-            cfg.kl_weight,
-            cfg.recon_weight,
-            cfg.vse_weight,
-            vse,
-            data.vse_size,
-            cycle_weight=cfg.cycle_weight,
-            swap_weight=cfg.swap_weight,
-        )
+            g_forward, d_step = torch.compile(g_forward), torch.compile(d_step)
+        weights = LossWeights(kl=cfg.kl_weight, recon=cfg.recon_weight, swap=cfg.swap_weight)
+        self.loss = SisganLoss(g_forward, d_step, self.d, weights)
 
+    def _build_optimizers(self) -> None:
+        cfg, cuda = self.cfg, self.device.type == "cuda"
         betas = (cfg.beta1, cfg.beta2)
         # fused: one kernel per parameter group; capturable: the step count lives on the device (a graph
         # cannot read a host-side count).
@@ -189,17 +174,21 @@ class Trainer:
         self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, cfg.lr_decay_every, cfg.lr_decay)
         self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, cfg.lr_decay_every, cfg.lr_decay)
 
+    def _build_data(self) -> None:
+        """The split, its caption features and the swap pairs on the device, and the step's random source."""
+        cfg, data = self.cfg, self.data
         self.loader = DeviceLoader(
             data.images,
             cfg.batch_size // self.dist.world_size,
             cfg.image_size,
             device=self.device,
             flip=cfg.flip,
-            seed=seed,
+            seed=self.seed,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
         self.features = torch.from_numpy(data.features).to(self.device)  # [N, C, T]
+        self.counts = torch.from_numpy(data.counts).to(self.device)
         self.swaps = cfg.swap_weight > 0
         self._variant = 0  # which of the K colour-swap sets this epoch trains on
         if self.swaps:
@@ -208,14 +197,8 @@ class Trainer:
             self.sources = self.loader.images  # [N, 3, S, S] uint8
             self.swap_images = torch.from_numpy(data.swap_images).permute(0, 1, 4, 2, 3).to(self.device)
             self.swap_features = torch.from_numpy(data.swap_features).to(self.device)  # [K, N, T]
-        self.counts = torch.from_numpy(data.counts).to(self.device)
         self.noise_gen = torch.Generator(device=self.device)
-        self.noise_gen.manual_seed(seed * 104_729 + 17 + self.dist.rank)
-        self.epoch = 0  # completed epochs
-        self.batch = 0  # completed batches of the current epoch (non-zero only after an interrupt)
-        self.history: list[dict[str, Any]] = []
-        self.seen: list[torch.Tensor] = []  # image indices per step, kept only when record_indices is set
-        self.record_indices = False
+        self.noise_gen.manual_seed(self.seed * 104_729 + 17 + self.dist.rank)
 
     # Section: one training step.
 
@@ -225,83 +208,45 @@ class Trainer:
         j = (u * self.counts[idx]).long()
         return self.features[idx, j]
 
-    def _recoloured(self, real: torch.Tensor) -> torch.Tensor:
-        """real with one colour-keyed region of each matching-half image recoloured: [B, 3, S, S]."""
-        half = mismatching_rows(real.shape[0])
-        return torch.cat([real[:half], recolour_keyed(real[half:], self.noise_gen)])
-
-    def _noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.g.cond_dim, device=self.device, generator=self.noise_gen)
-
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.autocast:
             return contextlib.nullcontext()
         # A captured graph must not keep autocast's per-region weight casts (torch.cuda.graphs docs).
         return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.graphed)
 
+    def make_batch(self, real: torch.Tensor, text: torch.Tensor, idx: torch.Tensor | None = None) -> Batch:
+        """The step's inputs from a loader batch: real [B, 3, S, S] in [-1, 1] (with gan.swap_weight on,
+        [B, 6, S, S]: source and its colour-swap edit, and idx [B] the rows' image indices, which pick the
+        swapped captions), text φ(t) [B, T]. G's noise is drawn here, outside the step proper, so that the
+        graphed step (gan.cuda_graph) replays the same maths on fresh draws."""
+        swap: dict[str, torch.Tensor] = {}
+        if self.swaps:
+            if idx is None:
+                raise ValueError("gan.swap_weight > 0: the batch needs its image indices")
+            half = mismatching_rows(len(real))
+            real, edit = real[:, :3], real[:, 3:]
+            swap["swap_target"] = edit[:half].contiguous(memory_format=self.memory_format)
+            swap["swap_text"] = self.swap_features[self._variant, idx[:half]]
+        real = real.contiguous(memory_format=self.memory_format)
+        noise = torch.randn(len(real), self.g.cond_dim, device=self.device, generator=self.noise_gen)
+        return Batch(real, text, noise, **swap)
+
     def train_step(
         self, real: torch.Tensor, text: torch.Tensor, idx: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """One D step and one G step. real [B, 3, S, S] in [-1, 1], text φ(t) [B, T]. No host sync.
-        With gan.swap_weight on, real is [B, 6, S, S] (source and its colour-swap edit) and idx [B] the
-        rows' image indices, which pick the swapped captions.
+        """One D step and one G step on a loader batch (see make_batch). No host sync."""
+        batch = self.make_batch(real, text, idx)
+        return self._replay(batch) if self.graphed else self._step(batch)
 
-        All randomness (G's noise, the recolouring) is drawn here, outside the step proper, so that
-        the graphed step (gan.cuda_graph) replays the same maths on fresh draws.
-        """
-        swap: tuple[torch.Tensor, ...] = ()
-        if self.swaps:
-            if idx is None:
-                raise ValueError("gan.swap_weight > 0: train_step needs the batch's image indices")
-            half = mismatching_rows(len(real))
-            real, edit = real[:, :3], real[:, 3:]
-            edit = edit[:half].contiguous(memory_format=self.memory_format)
-            swap = (edit, self.swap_features[self._variant, idx[:half]])
-        real = real.contiguous(memory_format=self.memory_format)
-        source = self._recoloured(real) if self.cfg.recolour else real  # G's input; the target stays real
-        n_noise = 1 if self.cfg.share_fake else 2  # the reference's second G pass draws its own noise
-        noise = self._noise(n_noise * len(real)).view(n_noise, len(real), -1)
-        inputs = (real, source, text, noise, *swap)
-        if not self.graphed:
-            return self._step(*inputs)
-        return self._replay(inputs)
-
-    def _step(
-        self,
-        real: torch.Tensor,
-        source: torch.Tensor,
-        text: torch.Tensor,
-        noise: torch.Tensor,
-        swapped: torch.Tensor | None = None,
-        swap_text: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """The step proper: noise [1 or 2, B, cond_dim] (one G pass, or the reference's two); with
-        colour swaps, the mismatching half's text is swap_text [B/2, T] and its target swapped."""
-        mismatch, relevant = mismatched_and_relevant(text)
-        if swap_text is not None:
-            relevant = torch.cat([swap_text, relevant[len(swap_text) :]])
+    def _step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The step proper: the loss's phases, each followed by its optimizer's step."""
         with self._autocast():
-            if self.cfg.share_fake:
-                fake, mu, log_sigma, cycled = self.g_train(source, relevant, noise[0], text)
-                fake_for_d = fake.detach()
-            else:
-                with torch.no_grad():
-                    fake_for_d = self.g(source, relevant, noise[0])[0]
-            d_loss, d_stats = self.loss.d_loss(self.d_step, real, fake_for_d, text, mismatch, relevant)
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
-
-        # G step: D is only a critic here, its weights take no gradient (and no DDP all-reduce).
-        self.d.requires_grad_(False)
+            generated = self.loss.generate(batch)
+            d_loss, d_stats = self.loss.d_phase(batch, generated)
+        _update(self.opt_d, d_loss)
         with self._autocast():
-            if not self.cfg.share_fake:
-                fake, mu, log_sigma, cycled = self.g_train(source, relevant, noise[1], text)
-            g_loss, g_stats = self.loss.g_loss(self.d, real, fake, mu, log_sigma, relevant, cycled, swapped)
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.opt_g.step()
-        self.d.requires_grad_(True)
+            g_loss, g_stats = self.loss.g_phase(batch, generated)
+        _update(self.opt_g, g_loss)
         return {
             "d_loss": d_loss.detach(),
             "g_loss": g_loss.detach(),
@@ -311,9 +256,10 @@ class Trainer:
     def _new_graph(self) -> StepGraph:
         return CudaStepGraph(self.device)
 
-    def _replay(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    def _replay(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The step through a captured graph; (re)captured on first use and whenever the lr changed
         (a captured optimizer step keeps the lr it was captured with)."""
+        inputs = batch.tensors()
         lrs = (self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"])
         if self._graph is None or self._graph_lr != lrs or self._shapes_changed(inputs):
             self._capture(inputs)
@@ -332,11 +278,11 @@ class Trainer:
         static = tuple(x.clone(memory_format=torch.preserve_format) for x in inputs)
         state = TrainingState([self.g, self.d], [self.opt_g, self.opt_d])
         graph = self._new_graph()
-        graph.warmup(lambda: self._step(*static), GRAPH_WARMUP_STEPS)
+        graph.warmup(lambda: self._step(Batch.from_tensors(static)), GRAPH_WARMUP_STEPS)
         state.restore()  # the warm-up steps must not count as training
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
-        graph.capture(lambda: self._step(*static))
+        graph.capture(lambda: self._step(Batch.from_tensors(static)))
         self._graph, self._graph_inputs = graph, static
 
     # Section: epochs.
@@ -401,21 +347,15 @@ class Trainer:
 
     # Section: samples.
 
-    @torch.no_grad()
     def sample_grid(self) -> np.ndarray:
         """Outputs of the fixed sources × fixed target captions: [K, M, S, S, 3] uint8 (eval mode, ε = 0)."""
+        sources = center_crop(self.data.sample_images, self.cfg.image_size)
+        texts = torch.from_numpy(self.data.sample_features)
+        k, m = len(sources), len(texts)
         self.g.eval()
-        src = torch.from_numpy(self.data.sample_images).permute(0, 3, 1, 2).to(self.device)
-        src = center_crop(to_unit_range(src), self.cfg.image_size)
-        texts = torch.from_numpy(self.data.sample_features).to(self.device)
-        k, m = len(src), len(texts)
-        images = src.repeat_interleave(m, dim=0)
-        out, _, _ = self.g(
-            images, texts.repeat(k, 1), torch.zeros(k * m, self.g.cond_dim, device=self.device)
-        )
-        out = ((out.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)
+        out = edit_images(self.g, sources.repeat(m, axis=0), texts.repeat(k, 1), batch_size=k * m)
         self.g.train()
-        return out.reshape(k, m, *out.shape[1:]).cpu().numpy()
+        return out.reshape(k, m, *out.shape[1:])
 
     # Section: checkpoints.
 
@@ -531,6 +471,12 @@ def fit(trainer: Trainer, checkpoint_path: str | Path, hooks: Hooks | None = Non
             if trainer.dist.is_main:
                 hooks.on_epoch(row, grid)
     return trainer.history
+
+
+def _update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
 
 
 def lr_at(cfg: GANConfig, epoch: int) -> float:

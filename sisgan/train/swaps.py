@@ -230,9 +230,9 @@ def build_swaps(
     variants: int,
     seed: int,
     log: Callable[[str], None] = print,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The `gan.swap_weight` training data: (swap images [K, N, S, S, 3] uint8, their captions' φ(t)
-    [K, N, T] float32 from the frozen text encoder)."""
+) -> tuple[SwapSet, np.ndarray, list[ColourClass]]:
+    """The `gan.swap_weight` training data: (the swap set, its captions' φ(t) [K, N, T] float32 from the
+    frozen text encoder, the grounded colour classes)."""
     t0 = time.perf_counter()
     classes = ground_colours(images, captions)
     swaps = make_swaps(images, captions, classes, variants, seed)
@@ -242,4 +242,4 @@ def build_swaps(
         f"colour swaps: {len(classes)} colours grounded ({names}); {variants} x {len(images)} edit pairs "
         f"in {time.perf_counter() - t0:.0f} s"
     )
-    return swaps.images, features
+    return swaps, features, classes

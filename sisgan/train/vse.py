@@ -8,16 +8,33 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from sisgan.config import TextConfig
-from sisgan.data.loader import DeviceLoader, center_crop, to_unit_range
+from sisgan.data.loader import DeviceLoader, center_crop
 from sisgan.data.shards import SplitData
 from sisgan.errors import ConfigError
 from sisgan.eval.retrieval import recall_at_k
-from sisgan.losses import pairwise_ranking_loss
+from sisgan.pixels import unit_range
 from sisgan.text.encoder import init_from_word_vectors
 from sisgan.text.model import TextModel
 from sisgan.text.tokenizer import Vocabulary
+
+
+def pairwise_ranking_loss(images: torch.Tensor, texts: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
+    """Bidirectional hinge ranking loss on L2-normalised embeddings (Kiros et al. 2014).
+
+    images, texts: [B, D], row i of each is a matching pair; every other row is a negative.
+    Sum over negatives, mean over the batch.
+    """
+    v = F.normalize(images, dim=1)
+    t = F.normalize(texts, dim=1)
+    scores = v @ t.t()  # [B, B]; scores[i, j] = cos(image i, text j)
+    pos = scores.diag()
+    off = ~torch.eye(scores.shape[0], dtype=torch.bool, device=scores.device)
+    cost_text = (margin - pos[:, None] + scores).clamp(min=0) * off  # image i vs wrong texts
+    cost_image = (margin - pos[None, :] + scores).clamp(min=0) * off  # text j vs wrong images
+    return (cost_text.sum() + cost_image.sum()) / scores.shape[0]
 
 
 @dataclasses.dataclass
@@ -69,7 +86,7 @@ def evaluate_retrieval(
     images = torch.from_numpy(split.images).permute(0, 3, 1, 2)
     img = torch.cat(
         [
-            model.encode_images(center_crop(to_unit_range(images[i : i + 256].to(model.device)), image_size))
+            model.encode_images(center_crop(unit_range(images[i : i + 256].to(model.device)), image_size))
             for i in range(0, len(images), 256)
         ]
     )

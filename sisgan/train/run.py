@@ -1,0 +1,202 @@
+"""The `train_gan` stage as one function: files in, a trained generator, metrics and plots out.
+
+`load_gan_data` assembles what training reads (train split, cached φ(t), edit pairs, the sample grid's
+fixed sources and captions); the stage and the benchmarks share it. `train_and_export` trains (resuming a
+compatible checkpoint), logs to a tracker, and writes the stage's outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sisgan.config import GANConfig
+from sisgan.data.images import center_crop
+from sisgan.data.shards import SplitData, load_split
+from sisgan.tracking import Tracker
+from sisgan.train.distributed import DistInfo
+from sisgan.train.gan import LOSS_KEYS, GanData, Hooks, Trainer, fit
+from sisgan.train.pairs import PAIRS_FILE, EditPairs, load_pairs
+
+N_TARGETS = 4  # target captions (columns) in the sample grid
+
+
+@dataclasses.dataclass(frozen=True)
+class GanFiles:
+    """Where the train_gan stage reads and writes, relative to the project root."""
+
+    dataset: str
+    root: str | Path = "data"  # data.root
+    text_model: Path = Path("models/text")
+    model_dir: Path = Path("models/gan")
+    metrics: Path = Path("metrics/train.json")
+    plots: Path = Path("plots")
+
+    @property
+    def shards(self) -> Path:
+        return Path(self.root) / "shards" / self.dataset
+
+    @property
+    def features(self) -> Path:
+        return Path("data/features") / self.dataset
+
+    @property
+    def pairs(self) -> Path:
+        return Path("data/pairs") / self.dataset / PAIRS_FILE
+
+    @property
+    def checkpoint(self) -> Path:
+        return Path("checkpoints") / self.dataset / "gan.pt"
+
+
+def sample_set(test: SplitData, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Fixed grid: k source images and N_TARGETS captions of other test images, spread over the split."""
+    n = len(test)
+    src = np.linspace(0, n - 1, k).round().astype(int)
+    tgt = (np.linspace(0, n - 1, N_TARGETS + 2)[1:-1].round().astype(int) + n // (2 * k)) % n
+    return test.images[src], feats[tgt, 0], [test.captions[i][0] for i in tgt]
+
+
+def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = None) -> GanData:
+    """The train split with its cached φ(t), the edit pairs (when gan.swap_weight > 0: `pairs`, else the
+    edit_pairs stage's file) and the sample grid."""
+    from sisgan.text.model import load_features
+
+    train, test = load_split(files.shards, "train"), load_split(files.shards, "test")
+    feats, counts = load_features(files.features / "train.npz", train.image_ids)
+    test_feats, _ = load_features(files.features / "test.npz", test.image_ids)
+    data = GanData(train.images, feats, counts, *sample_set(test, test_feats, cfg.samples))
+    if cfg.swap_weight:
+        pairs = pairs or load_pairs(files.pairs, train.image_ids, cfg.swap_variants)
+        data.swap_images, data.swap_features = pairs.images, pairs.features
+    return data
+
+
+def export_generator(trainer: Trainer, files: GanFiles) -> Path:
+    """The inference artefact: generator weights + everything needed to rebuild and feed it."""
+    from sisgan.train.checkpoint import save
+
+    path = files.model_dir / "generator.pt"
+    save(
+        path,
+        {
+            "generator": trainer.g.state_dict(),
+            "gan_config": trainer.cfg.to_dict(),
+            "text_dim": int(trainer.data.features.shape[-1]),
+            "load_size": int(trainer.data.images.shape[1]),  # the stored size the shards hold
+            "dataset": files.dataset,
+            "text_model": str(files.text_model),
+            "epochs_trained": trainer.epoch,
+        },
+    )
+    return path
+
+
+def train_and_export(
+    cfg: GANConfig,
+    files: GanFiles,
+    *,
+    seed: int,
+    device: str,
+    dist: DistInfo,
+    run: Tracker,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train (resuming files.checkpoint when compatible), export the generator, write metrics and plots.
+    Returns the metrics (rank 0; other ranks return {})."""
+    from tqdm import tqdm
+
+    trainer = Trainer(cfg, load_gan_data(files, cfg), seed=seed, device=device, dist=dist)
+    trainer.try_resume(files.checkpoint, log)
+    run.log_params(
+        {
+            "dataset": files.dataset,
+            "seed": seed,
+            "gan": cfg.to_dict(),
+            "processes": dist.world_size,
+            "device": device,
+            "resumed_from_epoch": trainer.epoch,
+        }
+    )
+    bar = tqdm(
+        total=cfg.epochs, initial=trainer.epoch, desc="train_gan", unit="epoch", disable=not dist.is_main
+    )
+    plots = _Plots(files, trainer, run)
+
+    def on_epoch(row: dict[str, Any], grid: np.ndarray | None) -> None:
+        plots.epoch(row, grid)
+        shown = {"d": row["d_loss"], "g": row["g_adv"], "swap": row["swap"], "ips": row["images_per_s"]}
+        bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
+        bar.update()
+
+    history = fit(trainer, files.checkpoint, Hooks(on_epoch=on_epoch, log=log))
+    bar.close()
+    if not dist.is_main:
+        return {}
+    plots.final(history)
+    generator = export_generator(trainer, files)
+    metrics = {
+        "epochs": trainer.epoch,
+        **{k: history[-1][k] for k in ("d_loss", "g_loss", *LOSS_KEYS)},
+        "images_per_s": float(np.median([r["images_per_s"] for r in history])),
+        "train_seconds": float(sum(r["seconds"] for r in history)),
+        "processes": dist.world_size,
+    }
+    from sisgan.io import write_json
+
+    write_json(files.metrics, metrics)
+    # Per-epoch losses are already logged with their step; add only the run's totals.
+    run.log_metrics(
+        {
+            "epochs_total": trainer.epoch,
+            "train_seconds": metrics["train_seconds"],
+            "median_images_per_s": metrics["images_per_s"],
+        }
+    )
+    run.log_artifact(generator, "generator")
+    return metrics
+
+
+class _Plots:
+    """The stage's plot files: the loss CSV (for `dvc plots`), its PNG and the sample grid."""
+
+    def __init__(self, files: GanFiles, trainer: Trainer, run: Tracker) -> None:
+        self.csv = files.plots / "train_gan.csv"
+        self.png = files.plots / "train_gan.png"
+        self.samples = files.plots / "train_gan_samples.png"
+        self.trainer, self.run, self.dataset = trainer, run, files.dataset
+        self.sources = center_crop(trainer.data.sample_images, trainer.cfg.image_size)  # as G sees them
+
+    def grid(self, outputs: np.ndarray) -> None:
+        from sisgan.eval.grids import manipulation_grid
+        from sisgan.io import save_image
+
+        save_image(self.samples, manipulation_grid(self.sources, outputs, self.trainer.data.sample_captions))
+
+    def epoch(self, row: dict[str, Any], grid: np.ndarray | None) -> None:
+        from sisgan.eval.plots import write_csv
+
+        self.run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+        write_csv(self.csv, self.trainer.history)
+        if grid is not None:
+            self.grid(grid)
+            if self.run.run_id:
+                self.run.log_artifact(self.samples, f"samples/epoch_{row['epoch']:04d}")
+
+    def final(self, history: list[dict[str, Any]]) -> None:
+        """Also when the run only resumed a finished checkpoint (no epoch ran)."""
+        from sisgan.eval.plots import line_png, write_csv
+
+        self.grid(self.trainer.sample_grid())
+        cfg = self.trainer.cfg
+        generator = (
+            ["g_adv", "kl"] + (["recon"] if cfg.recon_weight else []) + (["swap"] if cfg.swap_weight else [])
+        )
+        panels = {"discriminator": ["d_real", "d_mismatch", "d_fake"], "generator": generator}
+        write_csv(self.csv, history)
+        line_png(self.png, history, "epoch", panels, title=f"train_gan on {self.dataset}")
+        self.run.log_artifact(self.png)
