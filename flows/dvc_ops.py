@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from sisgan.errors import ConfigError
+from sisgan.io import write_text
 
 LOCK_FILE = "dvc.lock"
 FLOW_REMOTE = "sisgan-flow"  # the name a remote given as a URL/path gets in .dvc/config.local
@@ -137,8 +138,7 @@ def write_small_files(root: str | Path, files: Mapping[str, str]) -> list[str]:
             raise ValueError(f"refusing to write {rel!r}: it is outside the checkout {base}.")
         if path.is_file() and path.read_text() == text:
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_text(path, text)
         changed.append(rel)
     return changed
 

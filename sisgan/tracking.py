@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from sisgan.io import write_json
+
 PARENT_RUN_ENV = "SISGAN_MLFLOW_PARENT_RUN_ID"  # set by the Prefect flow: stage runs nest under it
 RUNS_DIR = "runs"  # runs/<stage>.json: the MLflow run id of each stage's last run (not tracked by git/DVC)
 
@@ -130,9 +132,7 @@ def stage_run(
             "experiment_id": exp_id,
             "tracking_uri": tracking_uri(root),
         }
-        path = Path(root) / RUNS_DIR / f"{stage}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(Path(root) / RUNS_DIR / f"{stage}.json", record)
         yield tracker
 
 
@@ -140,5 +140,4 @@ def add_to_run_record(stage: str, fields: Mapping[str, Any], root: str | Path = 
     """Add fields to runs/<stage>.json (e.g. the registered model, for the orchestration report)."""
     path = Path(root) / RUNS_DIR / f"{stage}.json"
     record = json.loads(path.read_text()) if path.is_file() else {"stage": stage}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**record, **fields}, indent=2) + "\n")
+    write_json(path, {**record, **fields})

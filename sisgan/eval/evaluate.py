@@ -23,6 +23,8 @@ from sisgan.data.images import center_crop
 from sisgan.data.shards import SplitData
 from sisgan.errors import ConfigError
 from sisgan.eval import image_metrics as im
+from sisgan.models.generator import edit_images
+from sisgan.pixels import to_unit
 
 
 @dataclasses.dataclass
@@ -92,15 +94,7 @@ def build_context(
 def run_generator(ctx: EvalContext, generator: torch.nn.Module, batch_size: int = 128) -> np.ndarray:
     """The model's outputs for every pair: uint8 [P, S, S, 3] (eval mode, ε = 0)."""
     generator.eval()
-    phi = ctx.text_model.encode_texts(ctx.captions).to(ctx.device)
-    outs = []
-    for i in range(0, len(ctx.sources), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(ctx.sources[i : i + batch_size])).to(ctx.device)
-        x = x.permute(0, 3, 1, 2).float() / 127.5 - 1
-        noise = torch.zeros(len(x), generator.cond_dim, device=ctx.device)
-        y, _, _ = generator(x, phi[i : i + batch_size], noise)
-        outs.append(((y.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
-    return np.concatenate(outs)
+    return edit_images(generator, ctx.sources, ctx.text_model.encode_texts(ctx.captions), batch_size)
 
 
 # Section: synth-birds ground truth.
@@ -187,7 +181,7 @@ def manipulative_precision(ctx: EvalContext, outputs: np.ndarray) -> dict[str, A
     """MP = (1 - mean|out - src|) x cos(φ_img(out), φ(t_target)), with the project's VSE encoders."""
     tm = ctx.text_model
     phi_t = tm.encode_texts(ctx.captions).float()
-    x = torch.from_numpy(np.ascontiguousarray(outputs)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = to_unit(outputs)
     size = tm.config.image_size
     if x.shape[-1] != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
