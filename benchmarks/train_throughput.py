@@ -221,7 +221,7 @@ LADDER: list[tuple[str, dict[str, Any], bool]] = [  # (name, gan overrides, host
 SPEED_KEYS = ("fused_adam", "bf16", "channels_last", "cuda_graph", "compile")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--size", type=int, default=64)
@@ -253,7 +253,11 @@ def main() -> None:
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default=None)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     device = torch.device(args.device)
     load = args.size + args.size // 8 + (2 if args.size >= 64 else 1)  # 64 -> 74 as in the paper
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}

@@ -17,6 +17,7 @@ import numpy as np
 from sisgan.config import GANConfig
 from sisgan.data.images import center_crop
 from sisgan.data.shards import SplitData, load_split
+from sisgan.io import write_json
 from sisgan.tracking import Tracker
 from sisgan.train.distributed import DistInfo
 from sisgan.train.gan import LOSS_KEYS, GanData, Hooks, Trainer, fit
@@ -113,14 +114,8 @@ def train_and_export(
     trainer = Trainer(cfg, load_gan_data(files, cfg), seed=seed, device=device, dist=dist)
     trainer.try_resume(files.checkpoint, log)
     run.log_params(
-        {
-            "dataset": files.dataset,
-            "seed": seed,
-            "gan": cfg.to_dict(),
-            "processes": dist.world_size,
-            "device": device,
-            "resumed_from_epoch": trainer.epoch,
-        }
+        {"dataset": files.dataset, "seed": seed, "gan": cfg.to_dict(), "processes": dist.world_size}
+        | {"device": device, "resumed_from_epoch": trainer.epoch}
     )
     bar = tqdm(
         total=cfg.epochs, initial=trainer.epoch, desc="train_gan", unit="epoch", disable=not dist.is_main
@@ -138,27 +133,24 @@ def train_and_export(
     if not dist.is_main:
         return {}
     plots.final(history)
-    generator = export_generator(trainer, files)
-    metrics = {
-        "epochs": trainer.epoch,
+    run.log_artifact(export_generator(trainer, files), "generator")
+    metrics = train_metrics(history, dist.world_size)
+    write_json(files.metrics, metrics)
+    # Per-epoch losses are already logged with their step; add only the run's totals.
+    totals = {"epochs_total": "epochs", "train_seconds": "train_seconds"}
+    run.log_metrics({n: metrics[k] for n, k in (totals | {"median_images_per_s": "images_per_s"}).items()})
+    return metrics
+
+
+def train_metrics(history: list[dict[str, Any]], processes: int) -> dict[str, Any]:
+    """metrics/train.json: the last epoch's losses, the median speed and the total training time."""
+    return {
+        "epochs": history[-1]["epoch"],
         **{k: history[-1][k] for k in ("d_loss", "g_loss", *LOSS_KEYS)},
         "images_per_s": float(np.median([r["images_per_s"] for r in history])),
         "train_seconds": float(sum(r["seconds"] for r in history)),
-        "processes": dist.world_size,
+        "processes": processes,
     }
-    from sisgan.io import write_json
-
-    write_json(files.metrics, metrics)
-    # Per-epoch losses are already logged with their step; add only the run's totals.
-    run.log_metrics(
-        {
-            "epochs_total": trainer.epoch,
-            "train_seconds": metrics["train_seconds"],
-            "median_images_per_s": metrics["images_per_s"],
-        }
-    )
-    run.log_artifact(generator, "generator")
-    return metrics
 
 
 class _Plots:
