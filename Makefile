@@ -62,7 +62,7 @@ clean:
 	rm -rf .pytest_cache .ruff_cache
 
 # A local Prefect server on 127.0.0.1:$(PREFECT_PORT) and one process worker per work pool (cpu, gpu), with
-# the server's database in $(PREFECT_HOME); PIDs and logs in .prefect-run/. Then deploy: docs/prefect.md.
+# the server's database in $(PREFECT_HOME); PIDs, logs in .prefect-run/. Then deploy: docs/orchestration.md.
 PREFECT_PORT ?= 4200
 
 prefect-up: setup

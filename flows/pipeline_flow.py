@@ -4,7 +4,7 @@ DVC's cache decides what reruns; Prefect adds retries, timeouts, logs in the UI,
 A stage named in `dispatch` runs as a flow run of that deployment (its work pool) when the deployment
 exists, and here otherwise, so the same flow works on a laptop and across machines.
 
-Run it here (no server needed): `python -m flows.pipeline_flow`; deployed: see docs/prefect.md.
+Run it here (no server needed): `python -m flows.pipeline_flow`; deployed: see docs/orchestration.md.
 """
 
 from __future__ import annotations
