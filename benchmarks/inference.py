@@ -1,8 +1,9 @@
 """Inference speed of `Manipulator.manipulate` (one image) and `manipulate_batch` (a batch).
 
-Two profiles: the embedded default (params.yaml gan: width 0.25, 32 px from 37) and the paper's
-(width 1.0, 64 px from 74). The networks are randomly initialised (speed does not depend on the weights);
-the input is a 500x375 JPEG, the typical CUB photo, so the timings include decoding and resizing.
+Two profiles, read from their one definition each: the embedded default (params.yaml) and the paper's
+(sisgan.config.PAPER_RECIPE on top of it). The networks are randomly initialised (speed does not depend on
+the weights); the input is a 500x375 JPEG, the typical CUB photo, so the timings include decoding and
+resizing.
 
     python -m benchmarks.inference                       # CPU, and CUDA when visible
     python -m benchmarks.inference --devices cpu --runs 50 --batch 64 --threads 1
@@ -25,12 +26,15 @@ import torch
 from PIL import Image
 
 from benchmarks.common import print_table, write_json
-from sisgan.config import GANConfig, TextConfig
+from pipeline.common import load_params, section
+from sisgan.config import PROFILES as CONFIG_PROFILES
+from sisgan.config import DataConfig, GANConfig, TextConfig, apply_profile
 from sisgan.inference import Manipulator
 from sisgan.models import generator_from_config
 from sisgan.text.model import TextModel
 from sisgan.text.tokenizer import Vocabulary
 
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 CAPTIONS = [
     "this bird has a red head, a white belly and short black wings",
     "a small yellow bird with a grey beak and blue wing bars",
@@ -41,30 +45,27 @@ CAPTIONS = [
 @dataclass(frozen=True)
 class Profile:
     name: str
-    image_size: int
-    width: float
-    load_size: int
-    output: str = "direct"
-    conditioning: str = "concat"
+    data: DataConfig
+    text: TextConfig
+    gan: GANConfig
 
 
-PROFILES = {
-    # The embedded default's generator (params.yaml gan: mask output, FiLM) and the paper's.
-    "default": Profile("default", 32, 0.25, 37, output="mask", conditioning="film"),
-    "paper": Profile("paper", 64, 1.0, 74),
-}
+def profile(name: str, params_file: str | Path = PARAMS) -> Profile:
+    """ "default": params.yaml as it is (the embedded default); "paper": with the paper profile applied
+    (sisgan.config.PAPER_RECIPE). Read, not restated, so the benchmark follows both definitions."""
+    params = load_params(params_file)
+    if name != "default":
+        params = apply_profile(params, name)
+    return Profile(name, section(params, DataConfig), section(params, TextConfig), section(params, GANConfig))
 
 
-def build(profile: Profile, device: str) -> Manipulator:
-    text_cfg = TextConfig(image_size=profile.image_size)  # embed/hidden 300 as in params.yaml and the paper
-    text = TextModel.create(text_cfg, Vocabulary.build(CAPTIONS))
-    gan_cfg = GANConfig(
-        image_size=profile.image_size,
-        width=profile.width,
-        output=profile.output,  # type: ignore[arg-type]
-        conditioning=profile.conditioning,  # type: ignore[arg-type]
-    )
-    return Manipulator(generator_from_config(gan_cfg, text_cfg.hidden_dim), text, profile.load_size, device)
+PROFILES = ("default", *CONFIG_PROFILES)
+
+
+def build(p: Profile, device: str) -> Manipulator:
+    text = TextModel.create(p.text, Vocabulary.build(CAPTIONS))
+    generator = generator_from_config(p.gan, p.text.hidden_dim, load_vgg=False)
+    return Manipulator(generator, text, p.data.load_size, device)
 
 
 def jpeg(width: int = 500, height: int = 375, seed: int = 0) -> bytes:
@@ -89,8 +90,8 @@ def timed(fn: Callable[[], Any], runs: int, warmup: int, device: str) -> list[fl
     return out
 
 
-def measure(profile: Profile, device: str, runs: int, batch: int) -> dict[str, Any]:
-    m = build(profile, device)
+def measure(p: Profile, device: str, runs: int, batch: int) -> dict[str, Any]:
+    m = build(p, device)
     image = jpeg()
     texts = [CAPTIONS[i % len(CAPTIONS)] for i in range(batch)]
     single = timed(lambda: m.manipulate(image, CAPTIONS[0]), runs, 3, device)
@@ -99,10 +100,10 @@ def measure(profile: Profile, device: str, runs: int, batch: int) -> dict[str, A
     tensors = torch.stack([m.preprocess(image)] * batch)
     net = timed(lambda: m.manipulate_tensors(tensors, texts), max(3, runs // 5), 1, device)
     return {
-        "profile": profile.name,
+        "profile": p.name,
         "device": device,
-        "image_size": profile.image_size,
-        "width": profile.width,
+        "image_size": p.gan.image_size,
+        "width": p.gan.width,
         "generator_params_M": sum(p.numel() for p in m.generator.parameters()) / 1e6,
         "latency_ms_median": statistics.median(single) * 1e3,
         "latency_ms_p90": float(np.percentile(single, 90)) * 1e3,
@@ -115,6 +116,7 @@ def measure(profile: Profile, device: str, runs: int, batch: int) -> dict[str, A
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES))
+    parser.add_argument("--params", default=str(PARAMS), help="the embedded default (default: the project's)")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when visible")
     parser.add_argument("--runs", type=int, default=30, help="single-image runs (batch runs: runs / 5)")
     parser.add_argument("--batch", type=int, default=64)
@@ -125,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     torch.manual_seed(0)
-    rows = [measure(PROFILES[p], d, args.runs, args.batch) for d in devices for p in args.profiles]
+    rows = [
+        measure(profile(p, args.params), d, args.runs, args.batch) for d in devices for p in args.profiles
+    ]
     columns = ["profile", "device", "image_size", "width", "generator_params_M", "latency_ms_median",
                "latency_ms_p90", "batch", "batch_images_per_s", "network_images_per_s"]  # fmt: skip
     print_table([{**r, "width": f"{r['width']:g}"} for r in rows], columns)

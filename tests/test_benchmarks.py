@@ -123,18 +123,19 @@ def test_inference_default_profile_is_the_embedded_default_generator(tmp_path):
 
     import yaml
 
-    from benchmarks.inference import PROFILES
+    from benchmarks.inference import build, profile
 
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    gan, data = params["gan"], params["data"]
-    p = PROFILES["default"]
-    assert (p.image_size, p.width, p.output, p.conditioning, p.load_size) == (
-        gan["image_size"],
-        gan["width"],
-        gan["output"],
-        gan["conditioning"],
-        data["load_size"],
+    default, paper = profile("default"), profile("paper")
+    assert default.gan.to_dict() == params["gan"] | {"vgg_weights": None}
+    assert default.data.load_size == params["data"]["load_size"]
+    assert (paper.gan.width, paper.gan.image_size, paper.gan.output, paper.data.load_size) == (
+        1.0,
+        64,
+        "direct",
+        74,
     )
+    assert sum(p.numel() for p in build(paper, "cpu").generator.parameters()) == 26_014_851
     result = _run(
         "benchmarks.inference", "--devices", "cpu", "--profiles", "default", "--runs", "2", "--batch", "2",
         cwd=tmp_path,

@@ -60,7 +60,6 @@ class GanData:
 
     images [N, S, S, 3] uint8 (train split), features [N, C, T] float32 cached φ(t), counts [N] captions
     per image; sample_* are the fixed grid: sources [K, S, S, 3] and target φ(t) [M, T] with captions.
-    vse_encoder: the pretrained VSE image encoder (frozen here), needed only when gan.vse_weight > 0.
     swap_images [K, N, S, S, 3] uint8 and swap_features [K, N, T]: K colour-swap edit pairs per image
     (sisgan.train.swaps), needed only when gan.swap_weight > 0.
     """
@@ -105,7 +104,9 @@ def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
     if len(data.images) != len(data.features):
         raise ConfigError("cached caption features do not match the shards; rerun `dvc repro pretrain_text`.")
     if cfg.swap_weight and (data.swap_images is None or data.swap_features is None):
-        raise ConfigError("gan.swap_weight > 0 needs the colour-swap pairs (sisgan.train.swaps.make_swaps).")
+        raise ConfigError(
+            "gan.swap_weight > 0 needs the colour-swap pairs; run `dvc repro edit_pairs` first."
+        )
 
 
 class Trainer:
