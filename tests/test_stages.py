@@ -252,3 +252,70 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+# Section: `dvc repro` never loses results.
+
+
+@pytest.fixture(scope="module")
+def repro_project(tmp_path_factory):
+    """The tiny project as a DVC repository after `dvc repro` of the whole pipeline (its own MLflow store)."""
+    from conftest import Project
+
+    project = Project(tmp_path_factory.mktemp("repro") / "proj")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project.root / 'mlflow.db'}")
+        project.dvc("init", "--no-scm", "-q")
+        project.dvc("repro")
+        yield project
+
+
+RESULTS = (
+    "models/gan/generator.pt",
+    "models/text/weights.pt",
+    "metrics/train.json",
+    "metrics/text.json",
+    "metrics/eval.json",
+    "plots/train_gan.csv",
+    "plots/pretrain_text.csv",
+    "models/registered.json",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "bad", [{"gan": {"batch_size": 0}}, {"gan": {"image_size": 48}}, {"text": {"lr": -1}}]
+)
+def test_a_rejected_param_removes_no_output(repro_project, bad):
+    """DVC removes a stage's outputs before running it: the params check must run (and fail) first."""
+    root = repro_project.root
+    before = {p: (root / p).read_bytes() for p in RESULTS}
+    target = "train_gan" if "gan" in bad else "pretrain_text"
+    try:
+        repro_project.set_params(bad)
+        proc = repro_project.dvc("repro", target, check=False)
+        assert proc.returncode != 0
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "params.yaml: " in errors[0], proc.stderr
+        assert f"Running stage '{target}'" not in proc.stdout
+        assert {p: (root / p).read_bytes() if (root / p).exists() else None for p in RESULTS} == before
+    finally:
+        repro_project.set_params()
+    # The good params again: nothing to run, dvc.lock still describes the workspace.
+    assert "Running stage" not in repro_project.dvc("repro").stdout
+    assert repro_project.dvc("status", "--json").stdout.strip() == "{}"
+
+
+@pytest.mark.slow
+def test_reevaluating_an_unchanged_model_changes_nothing_downstream(repro_project, monkeypatch):
+    """Wall time stays out of metrics/eval.json, so a forced re-evaluation leaves register up to date."""
+    root = repro_project.root
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    before = (root / "metrics/eval.json").read_bytes()
+    registered = json.loads((root / "models/registered.json").read_text())
+    repro_project.dvc("repro", "--force", "--single-item", "evaluate")
+    assert (root / "metrics/eval.json").read_bytes() == before
+    assert "seconds" in json.loads((root / "runs/evaluate.json").read_text())  # the timing is kept, apart
+    out = repro_project.dvc("repro").stdout
+    assert "Running stage 'register'" not in out
+    assert json.loads((root / "models/registered.json").read_text()) == registered

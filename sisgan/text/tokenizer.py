@@ -105,6 +105,8 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | Path, remedy: str = "rebuild it with `dvc repro pretrain_text`") -> Vocabulary:
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            raise DataError(f"vocabulary {path} is empty (0 bytes); {remedy}.")
         try:
             obj = json.loads(Path(path).read_text(encoding="utf-8"))
             words, max_words = obj["words"], obj["max_words"]

@@ -37,6 +37,10 @@ def load_weights(
         raise DataError(f"{what} {path} {kind}; {remedy}.")
     if path.stat().st_size == 0:
         raise DataError(f"{what} {path} is empty (0 bytes), so it is not a valid weights file; {remedy}.")
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head not in (b"PK", b"\x80\x02"):  # torch writes a zip archive (older versions: a raw pickle)
+        raise DataError(f"{what} {path} is not a weights file (torch did not write it); {remedy}.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing
