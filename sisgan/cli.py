@@ -179,7 +179,7 @@ def _save(image: Image.Image, path: Path, fmt: str, out: Path) -> None:
         atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
     except OSError as e:
         raise UsageError(
-            f"--out {out}: cannot write {path} ({e.strerror or e}); nothing was written."
+            f"--out {out}: cannot write {path} ({e.strerror or e}); no partial file was left."
         ) from None
 
 

@@ -221,8 +221,8 @@ class Manipulator:
         gen_file, text_dir = _bundle_paths(_resolve(uri))
         if _is_mlflow_uri(str(uri)):
             gen_remedy = text_remedy = (
-                f"the artefacts of {uri} are damaged: register the model again (`dvc repro register`) "
-                "or load another version"
+                f"the artefacts of {uri} are damaged: load another version, or delete this one from the "
+                "registry and register the model again"
             )
         elif gen_file.parent.name == "gan":  # the project's models/ folder, which DVC can restore
             gen_remedy = "restore it with `dvc checkout models/gan` or retrain with `dvc repro train_gan`"

@@ -271,7 +271,9 @@ def test_a_full_disk_leaves_no_image_and_one_line(bundle, tmp_path, monkeypatch,
         )
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: --out o.png: cannot write o.png (No space left on device); nothing was written."]
+    assert err == [
+        "error: --out o.png: cannot write o.png (No space left on device); no partial file was left."
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]  # no zero-byte or temporary file
 
 
