@@ -75,7 +75,9 @@ def validate_all(params: dict[str, Any]) -> dict[str, Config]:
     on: under `dvc repro` a bad value stops the run before DVC removes any stage's outputs.
     """
     configs = {cls.SECTION: section(params, cls) for cls in SECTIONS}
-    check_crops(section(params, DataConfig), section(params, TextConfig), section(params, GANConfig))
+    data, text, gan = configs["data"], configs["text"], configs["gan"]
+    assert isinstance(data, DataConfig) and isinstance(text, TextConfig) and isinstance(gan, GANConfig)
+    check_crops(data, text, gan)
     return configs
 
 
