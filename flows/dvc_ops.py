@@ -52,14 +52,20 @@ def pipeline_stages(root: str | Path) -> list[str]:
     return [s.name for s in order if s in position and s.name]
 
 
+# The stage that checks params.yaml (pipeline/validate.py). Stages run as `dvc repro --single-item`, which
+# skips upstream stages, so a selection always gets it first: a rejected value then stops the run before
+# DVC removes any stage's outputs.
+GATE_STAGE = "validate"
+
+
 def select_stages(root: str | Path, wanted: Iterable[str] | None) -> list[str]:
-    """`wanted` (any order) in pipeline order; None or empty = every stage of dvc.yaml."""
+    """`wanted` (any order) in pipeline order, after the params check; None or empty = every stage."""
     order = pipeline_stages(root)
     wanted = list(wanted or [])
     unknown = sorted(set(wanted) - set(order))
     if unknown:
         raise ConfigError(f"stage(s) {unknown} are not in dvc.yaml; its stages are {order}.")
-    return [s for s in order if not wanted or s in wanted]
+    return [s for s in order if not wanted or s in wanted or s == GATE_STAGE]
 
 
 def upstream_stages(root: str | Path, stage: str) -> list[str]:

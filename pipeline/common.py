@@ -10,7 +10,20 @@ from typing import Any, TypeVar
 
 import yaml
 
-from sisgan.config import PROFILES, Config, apply_profile, check_dataset
+from sisgan.config import (
+    PROFILES,
+    Config,
+    DataConfig,
+    EvalConfig,
+    GANConfig,
+    RegisterConfig,
+    SynthConfig,
+    TextConfig,
+    TrackingConfig,
+    apply_profile,
+    check_crops,
+    check_dataset,
+)
 from sisgan.errors import ConfigError, SisganError
 from sisgan.io import write_json as write_json  # re-exported: the stages write metrics with it
 
@@ -44,6 +57,30 @@ def validate_params(params: dict[str, Any], source: str = PARAMS_FILE) -> dict[s
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"{source}: seed = {seed!r} must be an integer.")
     return params
+
+
+SECTIONS: tuple[type[Config], ...] = (
+    DataConfig,
+    SynthConfig,
+    TextConfig,
+    GANConfig,
+    EvalConfig,
+    RegisterConfig,
+    TrackingConfig,
+)
+
+
+def validate_all(params: dict[str, Any]) -> dict[str, Config]:
+    """Every section and the checks across sections, from params alone (no data, no files, no torch).
+
+    Every stage runs this first (stage_params), and so does the `validate` stage, which all stages depend
+    on: under `dvc repro` a bad value stops the run before DVC removes any stage's outputs.
+    """
+    configs = {cls.SECTION: section(params, cls) for cls in SECTIONS}
+    data, text, gan = configs["data"], configs["text"], configs["gan"]
+    assert isinstance(data, DataConfig) and isinstance(text, TextConfig) and isinstance(gan, GANConfig)
+    check_crops(data, text, gan)
+    return configs
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
@@ -98,7 +135,9 @@ def stage_params(description: str, argv: list[str] | None = None) -> dict[str, A
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set gan.epochs=10.")
         key, value = item.split("=", 1)
         set_path(params, key.strip(), yaml.safe_load(value))
-    return validate_params(params, args.params)
+    params = validate_params(params, args.params)
+    validate_all(params)
+    return params
 
 
 def cli(fn: Callable[[], Any]) -> Callable[[], None]:

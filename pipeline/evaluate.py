@@ -1,7 +1,9 @@
 """Stage `evaluate`: manipulation metrics on the test split (unseen classes) and the evaluation grid.
 
 Writes metrics/eval.json (model row, identity and counterfactual reference rows, the primary metric the
-registry compares by) and plots/eval_grid.png. Runs without DVC/MLflow too:
+registry compares by) and plots/eval_grid.png. The wall time goes to MLflow and runs/evaluate.json, not to
+metrics/eval.json: register depends on that file, and re-evaluating an unchanged model must leave it
+byte for byte the same. Runs without DVC/MLflow too:
 
     python -m pipeline.evaluate --set tracking.enabled=false
 """
@@ -24,7 +26,7 @@ from sisgan.eval.evaluate import (
 )
 from sisgan.eval.grids import caption_rows
 from sisgan.inference import Manipulator
-from sisgan.tracking import flatten, stage_run
+from sisgan.tracking import add_to_run_record, flatten, stage_run
 
 GRID = "plots/eval_grid.png"
 
@@ -56,7 +58,6 @@ def main() -> None:
             "test_images": len(set(ctx.source_index.tolist())),
             "primary": primary,
             **results,
-            "seconds": time.perf_counter() - t0,
         }
         write_json("metrics/eval.json", report)
         k = min(cfg.grid_rows, len(outputs))
@@ -64,9 +65,12 @@ def main() -> None:
         caption_rows(ctx.sources[:k], ctx.captions[:k], outputs[:k], cfs).save(GRID)
         run.log_metrics({k_: v for k_, v in flatten(results).items() if isinstance(v, int | float)})
         run.log_metrics({f"primary.{primary['name']}": primary["value"]})
+        seconds = time.perf_counter() - t0
+        run.log_metrics({"seconds": seconds})
         run.log_artifact("metrics/eval.json")
         run.log_artifact(GRID)
-    print(f"evaluate: {primary['name']} = {primary['value']:.4f}")
+    add_to_run_record("evaluate", {"seconds": seconds})
+    print(f"evaluate: {primary['name']} = {primary['value']:.4f} ({seconds:.1f} s)")
     print(
         json.dumps({row: results[row].get("counterfactual", results[row]) for row in results}, indent=1)[
             :2000

@@ -4,12 +4,17 @@ The version gets alias `challenger`; alias `champion` moves to it only when it b
 on the evaluation's primary metric (the first version becomes champion). The metric is stored as tags on
 each version, so later comparisons read the registry alone and never depend on run lookups.
 
+Each version is also tagged with a SHA-256 of its weights (generator.pt + every file of models/text/):
+weights the registry already holds are not registered again, whatever their new evaluation says; the
+stage then records that version and leaves the aliases alone.
+
 Reads models/gan/generator.pt, models/text/ and metrics/eval.json; writes models/registered.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -30,6 +35,22 @@ OUT = Path("models/registered.json")
 CHAMPION, CHALLENGER = "champion", "challenger"
 # Model-version tags holding the primary metric.
 TAG_NAME, TAG_VALUE, TAG_HIGHER = "sisgan.primary_metric", "sisgan.primary_value", "sisgan.higher_is_better"
+TAG_WEIGHTS = "sisgan.weights_sha256"  # model-version tag: what weights the version holds
+
+
+def weights_digest(generator: Path, text_dir: Path) -> str:
+    """SHA-256 over generator.pt and every file of the text-model folder (names and bytes, in name order)."""
+    h = hashlib.sha256()
+    files = [("generator.pt", generator)]
+    files += sorted(
+        (f"text/{p.relative_to(text_dir).as_posix()}", p) for p in text_dir.rglob("*") if p.is_file()
+    )
+    for name, path in files:
+        h.update(f"{name}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +142,37 @@ def current_champion(client: Any, name: str) -> tuple[str | None, Primary | None
     return str(mv.version), Primary.from_tags(dict(mv.tags))
 
 
+def version_with_weights(client: Any, name: str, digest: str) -> Any | None:
+    """The registered version of `name` tagged with this weights digest (the oldest), or None."""
+    query = f"name = '{name}' and tags.`{TAG_WEIGHTS}` = '{digest}'"
+    found = client.search_model_versions(query)
+    return min(found, key=lambda mv: int(mv.version)) if found else None
+
+
+def _reused(client: Any, mv: Any, name: str, primary: Primary) -> dict[str, Any]:
+    """models/registered.json for weights the registry already holds: that version, aliases untouched."""
+    champion, champion_primary = current_champion(client, name)
+    version = str(mv.version)
+    aliases = sorted(getattr(mv, "aliases", []) or [])
+    role = CHAMPION if champion == version else CHALLENGER
+    return {
+        "name": name,
+        "version": version,
+        "run_id": mv.run_id,
+        "model_uri": f"models:/{name}/{version}",
+        "logged_model_uri": mv.source,
+        "decision": role,
+        "reason": f"v{version} already holds these weights ({mv.tags[TAG_WEIGHTS][:12]}); no new version",
+        "aliases": aliases,
+        "primary": dataclasses.asdict(primary),
+        "previous_champion": None
+        if champion is None
+        else {"version": champion, "value": champion_primary.value if champion_primary else None},
+        "champion_version": champion,
+        "reused": True,
+    }
+
+
 def register(
     generator: Path,
     text_dir: Path,
@@ -137,17 +189,21 @@ def register(
     from sisgan.serving import log_pyfunc
     from sisgan.tracking import stage_run
 
+    digest = weights_digest(generator, text_dir)
     with tempfile.TemporaryDirectory() as tmp, stage_run("register", experiment) as run:
         run.log_params({"dataset": dataset, "model_name": model_name, "register": cfg.to_dict()})
+        client = mlflow.MlflowClient()
+        existing = version_with_weights(client, model_name, digest)
+        if existing is not None:
+            run.set_tags({"sisgan.model": f"{model_name}/{existing.version}", "sisgan.decision": "unchanged"})
+            return _reused(client, existing, model_name, primary)
         # MLflow metric names allow letters, digits and _-./ and spaces only.
         run.log_metrics({"eval." + re.sub(r"[^\w\-./ ]", "_", primary.name): primary.value})
         bundle = write_bundle(Path(tmp) / "bundle", generator, text_dir)
         info = log_pyfunc(bundle, model_metadata={"dataset": dataset, "primary_metric": primary.name})
-        client = mlflow.MlflowClient()
         before, before_primary = current_champion(client, model_name)
-        mv = mlflow.register_model(
-            info.model_uri, model_name, tags={**primary.tags(), "sisgan.dataset": dataset}
-        )
+        tags = {**primary.tags(), "sisgan.dataset": dataset, TAG_WEIGHTS: digest}
+        mv = mlflow.register_model(info.model_uri, model_name, tags=tags)
         version = str(mv.version)
         client.set_registered_model_alias(model_name, CHALLENGER, version)
         decision = decide(primary, before_primary, before, cfg.min_delta)
@@ -168,6 +224,7 @@ def register(
             "primary": dataclasses.asdict(primary),
             "previous_champion": None if before is None else {"version": before, "value": before_value},
             "champion_version": version if decision.promote else before,
+            "reused": False,
         }
 
 
@@ -197,7 +254,8 @@ def main() -> None:
     write_json(OUT, record)
     reg = {"name": name, "version": record["version"], "alias": record["decision"]}
     add_to_run_record("register", {"registered_model": reg})
-    print(f"register: {name} v{record['version']} -> {record['decision']} ({record['reason']})")
+    outcome = "unchanged" if record["reused"] else f"-> {record['decision']}"
+    print(f"register: {name} v{record['version']} {outcome} ({record['reason']})")
 
 
 if __name__ == "__main__":

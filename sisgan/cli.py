@@ -52,13 +52,41 @@ def output_paths(out: Path, n: int, grid: bool) -> list[Path]:
     return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, n + 1)]
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, n: int, grid: bool) -> dict[Path, str]:
+    """Refuse an --out that cannot be written before any work; returns {output file: Pillow format}."""
     from PIL import Image
 
-    if out.suffix.lower() not in Image.registered_extensions():
-        raise UsageError(f"--out {out}: unknown image extension {out.suffix!r}; use .png, .jpg or .webp.")
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a file name like {out / 'out.png'}.")
+    if not out.suffix:
+        raise UsageError(f"--out {out} has no image extension; give a file name like {out}.png.")
+    fmt = Image.registered_extensions().get(out.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise UsageError(f"--out {out}: unknown image extension {out.suffix!r}; use .png, .jpg or .webp.")
+    paths = output_paths(out, n, grid)
+    for path in paths:
+        if path.is_dir():
+            raise UsageError(f"--out {out}: {path} is a folder; choose another --out.")
+    _check_folder(out)
+    return dict.fromkeys(paths, fmt)
+
+
+def _check_folder(out: Path) -> None:
+    """The output's folder exists (or can be created) and accepts a new file."""
+    import tempfile
+
+    folder = out.parent.absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"--out {out}: {existing} is a file, not a folder; choose another --out.")
+    try:
+        # A real file, not os.access: access() says yes to root on a read-only disk.
+        with tempfile.TemporaryFile(dir=existing, prefix=".sisgan-write-check-"):
+            pass
+    except OSError as e:
+        raise UsageError(
+            f"--out {out}: cannot write in {existing} ({e.strerror or e}); choose another --out."
+        ) from None
 
 
 def _load(model: str, device: str) -> Manipulator:
@@ -75,14 +103,14 @@ def _load(model: str, device: str) -> Manipulator:
 
 
 def _warn_unknown(fn: Callable[[], Any]) -> Any:
-    """Run fn; unknown-word warnings become one `warning:` line each, other warnings pass through."""
-    from sisgan.inference import UnknownWordsWarning
+    """Run fn; what the model did not read of a text becomes one `warning:` line each, others pass through."""
+    from sisgan.inference import TextWarning
 
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnknownWordsWarning)
+        warnings.simplefilter("always", TextWarning)
         result = fn()
     for w in caught:
-        if issubclass(w.category, UnknownWordsWarning):
+        if issubclass(w.category, TextWarning):
             print(f"warning: {w.message}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
@@ -99,55 +127,60 @@ def _source_tile(m: Manipulator, image: Image.Image) -> Any:
 
 def cmd_manipulate(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    _check_out(out)
+    # Everything the user can get wrong is checked before the model loads (seconds) and runs.
+    formats = _check_out(out, len(args.text), args.grid)
     for t in args.text:  # before loading the model: an empty text is the cheapest error to report
         if not t.strip():
             raise UsageError("--text is empty; describe the target, e.g. 'a bird with a red head'.")
-    source = _open_image(args.image)
+    source = _open_image(args.image, args.max_pixels)
     m = _load(args.model, args.device)
     results = _warn_unknown(lambda: m.manipulate_batch([source] * len(args.text), args.text))
-    out.parent.mkdir(parents=True, exist_ok=True)
     if args.grid:
+        import numpy as np
+
+        from sisgan.eval.grids import compose
+
         scale = args.scale or max(1, round(100 / m.image_size))  # ~100 px tiles keep captions readable
-        paths = _write_grid(out, m, source, results, args.text, scale)
+        tiles = [_source_tile(m, source), *(np.asarray(r) for r in results)]
+        images = [compose([tiles], ["source", *args.text], scale=scale, header_lines=6)]
     else:
-        paths = _write_each(output_paths(out, len(results), False), results, args.scale)
-    for p in paths:
-        print(p)
+        images = [_scaled(r, args.scale) for r in results]
+    for (path, fmt), image in zip(formats.items(), images, strict=True):
+        _save(image, path, fmt, out)
+        print(path)
 
 
-def _open_image(path: str) -> Image.Image:
+def _open_image(path: str, max_pixels: int | None) -> Image.Image:
     from PIL import Image as PILImage
 
-    from sisgan.inference import load_image
+    from sisgan.inference import DEFAULT_MAX_PIXELS, ImageTooLargeError, load_image
 
     try:
-        return load_image(Path(path))
+        return load_image(Path(path), max_pixels or DEFAULT_MAX_PIXELS)
+    except ImageTooLargeError as e:
+        raise UsageError(e.describe("--max-pixels")) from None
     except PILImage.DecompressionBombError as e:  # not among the errors load_image turns into DataError
         raise UsageError(f"--image {path} is too large to decode safely ({e}).") from None
 
 
-def _write_grid(
-    out: Path, m: Manipulator, source: Image.Image, results: list[Image.Image], texts: list[str], scale: int
-) -> list[Path]:
-    import numpy as np
-
-    from sisgan.eval.grids import compose
-
-    tiles = [_source_tile(m, source), *(np.asarray(r) for r in results)]
-    compose([tiles], ["source", *texts], scale=scale, header_lines=6).save(out)
-    return [out]
-
-
-def _write_each(paths: list[Path], results: list[Image.Image], scale: int | None) -> list[Path]:
+def _scaled(image: Image.Image, scale: int | None) -> Image.Image:
     from PIL import Image as PILImage
 
-    for path, image in zip(paths, results, strict=True):
-        if scale:
-            size = (image.width * scale, image.height * scale)
-            image = image.resize(size, PILImage.Resampling.NEAREST)  # keep the model's pixels visible
-        image.save(path)
-    return paths
+    if not scale:
+        return image
+    return image.resize((image.width * scale, image.height * scale), PILImage.Resampling.NEAREST)  # crisp
+
+
+def _save(image: Image.Image, path: Path, fmt: str, out: Path) -> None:
+    """Write under a temporary name and rename: a failed write leaves nothing, not a zero-byte image."""
+    from sisgan.io import atomic_write
+
+    try:
+        atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
+    except OSError as e:
+        raise UsageError(
+            f"--out {out}: cannot write {path} ({e.strerror or e}); no partial file was left."
+        ) from None
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -177,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=None,
         help="upscale by this factor (nearest); grid default: ~100 px tiles",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_positive,
+        default=None,
+        help="refuse larger source images before decoding them (default: 50,000,000 pixels)",
     )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.set_defaults(func=cmd_manipulate)

@@ -7,12 +7,16 @@ rejects unknown keys and wrong types with a message naming the section, the key 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Self, get_args, get_origin
 
 from sisgan.errors import ConfigError
+
+# A number as text: YAML 1.1 (PyYAML) reads 1e-3 and 2E-4 as strings, YAML 1.2 (DVC) as floats.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def _type_name(tp: Any) -> str:
@@ -52,6 +56,8 @@ def _coerce(section: str, key: str, value: Any, tp: Any) -> Any:
             raise ConfigError(f"{where} must be a mapping, got {value!r}.")
         return dict(value)
     if tp is float:
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where} must be a number, got {value!r}.")
         return float(value)
@@ -197,8 +203,6 @@ class TrackingConfig(Config):
 
 
 def check_device(device: str, where: str) -> str:
-    import re
-
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
         raise ConfigError(f"params.yaml: {where} = {device!r}; use auto, cpu, cuda or cuda:N.")
     return device
@@ -313,8 +317,6 @@ class RegisterConfig(Config):
     min_delta: float = 0.0
 
     def __post_init__(self) -> None:
-        import re
-
         if self.model_name is not None:
             self._require(
                 re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.model_name) is not None,
@@ -356,3 +358,13 @@ def apply_profile(params: Mapping[str, Any], name: str) -> dict[str, Any]:
         section, key = dotted.split(".")
         out.setdefault(section, {})[key] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+def check_crops(data: DataConfig, text: TextConfig, gan: GANConfig) -> None:
+    """Training crops must fit the stored images: known from params alone, so checked before any work."""
+    for section, size in (("text", text.image_size), ("gan", gan.image_size)):
+        if size > data.load_size:
+            raise ConfigError(
+                f"params.yaml: {section}.image_size = {size} is larger than the stored images "
+                f"(data.load_size = {data.load_size}); lower it or raise data.load_size."
+            )

@@ -24,15 +24,43 @@ from sisgan.data.images import center_crop, square_resize
 from sisgan.errors import DataError, SisganError
 from sisgan.models import Generator, generator_from_config
 from sisgan.text.model import TextModel
+from sisgan.text.tokenizer import tokenize, unreadable_characters
 from sisgan.train import checkpoint
 
 GENERATOR_FILE = "generator.pt"
 TEXT_DIR = "text"
+# Images over this many pixels are refused before their pixels are decoded (as data.max_pixels in training):
+# a small PNG can hold a 13,000 x 13,000 image that takes gigabytes once decoded.
+DEFAULT_MAX_PIXELS = 50_000_000
 ImageInput = Image.Image | np.ndarray | str | Path | bytes
+GENERATOR_KEYS = ("generator", "gan_config", "text_dim", "load_size")
 
 
-class UnknownWordsWarning(UserWarning):
+class TextWarning(UserWarning):
+    """Part of a text the model skips (unknown words, unreadable characters, words past the limit)."""
+
+
+class UnknownWordsWarning(TextWarning):
     """A caption has words the model's vocabulary does not know (they are read as <unk>)."""
+
+
+class IgnoredTextWarning(TextWarning):
+    """Characters the tokenizer cannot read (emoji, CJK, ...) or words past text.max_words were dropped."""
+
+
+class ImageTooLargeError(DataError):
+    """An encoded image whose header announces more pixels than the limit; nothing was decoded."""
+
+    def __init__(self, what: str, width: int, height: int, limit: int, knob: str = "max_pixels") -> None:
+        self.what, self.width, self.height, self.limit = what, width, height, limit
+        super().__init__(self.describe(knob))
+
+    def describe(self, knob: str) -> str:
+        """The one-line message, naming the setting that raises the limit where the caller has it."""
+        return (
+            f"{self.what} is {self.width}x{self.height} = {self.width * self.height:,} pixels, over the "
+            f"limit of {self.limit:,} pixels ({knob}); downscale it, or raise {knob} if the memory is there."
+        )
 
 
 def write_bundle(folder: str | Path, generator_file: str | Path, text_dir: str | Path) -> Path:
@@ -60,10 +88,14 @@ def _bundle_paths(path: Path) -> tuple[Path, Path]:
     )
 
 
+def _is_mlflow_uri(text: str) -> bool:
+    return "://" in text or text.startswith(("models:/", "runs:/"))
+
+
 def _resolve(uri: str | Path) -> Path:
     """A local folder for a model URI (MLflow URIs are downloaded to the local artefact cache)."""
     text = str(uri)
-    if "://" not in text and not text.startswith(("models:/", "runs:/")):
+    if not _is_mlflow_uri(text):
         path = Path(text)
         if not path.exists():
             raise DataError(
@@ -96,8 +128,12 @@ def _resolve(uri: str | Path) -> Path:
     raise DataError(f"model URI {text!r} does not hold a sisgan bundle.")
 
 
-def load_image(source: ImageInput) -> Image.Image:
-    """Any supported input (PIL image, HWC uint8 array, path, encoded bytes) as an RGB PIL image."""
+def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Any supported input (PIL image, HWC uint8 array, path, encoded bytes) as an RGB PIL image.
+
+    Encoded images (paths, bytes) over max_pixels raise ImageTooLargeError after reading only the header;
+    None = no limit beyond Pillow's own decompression-bomb check.
+    """
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, np.ndarray):
@@ -107,7 +143,13 @@ def load_image(source: ImageInput) -> Image.Image:
     else:
         try:
             data = source if isinstance(source, bytes) else Path(source).read_bytes()
-            image = Image.open(io.BytesIO(data))
+            with warnings.catch_warnings():
+                # Pillow warns past 89 M pixels before refusing at 179 M; the limit below speaks instead.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data))
+            what = "the given image" if isinstance(source, bytes) else f"image {source}"
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ImageTooLargeError(what, image.width, image.height, max_pixels)
             image.load()
         except FileNotFoundError:
             raise DataError(f"image {source} not found.") from None
@@ -127,32 +169,78 @@ def load_image(source: ImageInput) -> Image.Image:
     return image.convert("RGB")
 
 
+def _load_generator(path: Path, remedy: str) -> tuple[Generator, int]:
+    """(generator, stored image size) from generator.pt; every failure is one DataError ending in remedy."""
+    from sisgan.errors import ConfigError
+
+    state = checkpoint.load_weights(path, remedy, what="generator file")
+    if not isinstance(state, dict) or any(k not in state for k in GENERATOR_KEYS):
+        raise DataError(f"generator file {path} is not a sisgan generator (no config or weights); {remedy}.")
+    try:
+        cfg = GANConfig.from_dict(state["gan_config"])
+        g = generator_from_config(cfg, int(state["text_dim"]), load_vgg=False)
+        g.load_state_dict(state["generator"])
+    except ConfigError as e:
+        raise DataError(
+            f"generator file {path} holds a config this version cannot read ({e}); {remedy}."
+        ) from None
+    except (RuntimeError, TypeError, ValueError, AttributeError):
+        raise DataError(
+            f"generator file {path} does not fit its own config (shapes or layers); {remedy}."
+        ) from None
+    return g, int(state["load_size"])
+
+
 class Manipulator:
     """A trained SISGAN generator with its frozen text encoder, ready to edit images by text."""
 
     def __init__(
-        self, generator: Generator, text_model: TextModel, load_size: int, device: str = "cpu"
+        self,
+        generator: Generator,
+        text_model: TextModel,
+        load_size: int,
+        device: str = "cpu",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.generator = generator.to(device).eval()
         self.text_model = text_model.to(device).eval()
         self.load_size = load_size
         self.image_size = generator.image_size
         self.device = torch.device(device)
+        self.max_pixels = max_pixels
 
     @classmethod
-    def load(cls, uri: str | Path, device: str = "cpu") -> Manipulator:
+    def load(
+        cls, uri: str | Path, device: str = "cpu", max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ) -> Manipulator:
+        """A model from a bundle folder, the project's models/ folder or an MLflow URI.
+
+        max_pixels: encoded images with more pixels are refused before decoding (None = no limit).
+        A missing, damaged or unsafe model file is one DataError naming the file and what to do.
+        """
         gen_file, text_dir = _bundle_paths(_resolve(uri))
-        state = checkpoint.load(gen_file, "cpu")
-        cfg = GANConfig.from_dict(state["gan_config"])
-        g = generator_from_config(cfg, int(state["text_dim"]), load_vgg=False)
-        g.load_state_dict(state["generator"])
-        return cls(g, TextModel.load(text_dir), int(state["load_size"]), device)
+        if _is_mlflow_uri(str(uri)):
+            gen_remedy = text_remedy = (
+                f"the artefacts of {uri} are damaged: load another version, or delete this one from the "
+                "registry and register the model again"
+            )
+        elif gen_file.parent.name == "gan":  # the project's models/ folder, which DVC can restore
+            gen_remedy = "restore it with `dvc checkout models/gan` or retrain with `dvc repro train_gan`"
+            text_remedy = (
+                "restore it with `dvc checkout models/text` or rebuild it (`dvc repro pretrain_text`)"
+            )
+        else:
+            gen_remedy = text_remedy = (
+                "replace the model folder with a good copy, or load a registered model (models:/NAME@ALIAS)"
+            )
+        g, load_size = _load_generator(gen_file, gen_remedy)
+        return cls(g, TextModel.load(text_dir, remedy=text_remedy), load_size, device, max_pixels)
 
     # Section: pre/post-processing.
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """Image -> [3, S, S] in [-1, 1]: centre square, resize to the stored size, centre crop (as eval)."""
-        arr = center_crop(square_resize(load_image(image), self.load_size), self.image_size)  # [S, S, 3]
+        arr = center_crop(square_resize(load_image(image, self.max_pixels), self.load_size), self.image_size)
         return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / 127.5 - 1
 
     @staticmethod
@@ -160,16 +248,36 @@ class Manipulator:
         arr = ((batch.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(a) for a in arr]
 
-    def check_text(self, text: str) -> None:
-        if not isinstance(text, str) or not text.strip():
-            raise DataError("the text is empty; describe the target, e.g. 'a bird with a red head'.")
-        unknown = self.text_model.vocab.unknown_words(text)
+    def text_warnings(self, text: str) -> list[tuple[type[TextWarning], str]]:
+        """What of `text` the model will not read, as (warning class, message) pairs; [] = all of it."""
+        vocab = self.text_model.vocab
+        found: list[tuple[type[TextWarning], str]] = []
+        dropped = " ".join(unreadable_characters(text))
+        if dropped and not tokenize(text, vocab.max_words):
+            why = "it reads English words in Latin letters, so the output follows an empty description"
+            found.append((IgnoredTextWarning, f"the text has no word this model can read ({dropped}); {why}"))
+        elif dropped:
+            found.append((IgnoredTextWarning, f"characters this model cannot read were ignored: {dropped}"))
+        cut = vocab.ignored_words(text)
+        if cut:
+            n, kept = vocab.max_words + len(cut), vocab.max_words
+            message = f"the text has {n} words; this model reads the first {kept} (text.max_words)"
+            found.append((IgnoredTextWarning, f"{message} and ignored the rest, from {cut[0]!r} on"))
+        unknown = ", ".join(sorted(set(vocab.unknown_words(text))))
         if unknown:
-            warnings.warn(
-                f"words unknown to this model (read as <unk>): {', '.join(sorted(set(unknown)))}",
-                UnknownWordsWarning,
-                stacklevel=3,
+            found.append((UnknownWordsWarning, f"words unknown to this model (read as <unk>): {unknown}"))
+        return found
+
+    def check_text(self, text: str) -> None:
+        """Raise DataError for a non-string or empty text; warn (TextWarning) about what is not read."""
+        if not isinstance(text, str):
+            raise DataError(
+                f"the text must be a string (a description of the target), got {type(text).__name__}."
             )
+        if not text.strip():
+            raise DataError("the text is empty; describe the target, e.g. 'a bird with a red head'.")
+        for category, message in self.text_warnings(text):
+            warnings.warn(message, category, stacklevel=3)
 
     # Section: manipulation.
 
@@ -204,4 +312,14 @@ class Manipulator:
         }
 
 
-__all__ = ["Manipulator", "SisganError", "UnknownWordsWarning", "load_image", "write_bundle"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IgnoredTextWarning",
+    "ImageTooLargeError",
+    "Manipulator",
+    "SisganError",
+    "TextWarning",
+    "UnknownWordsWarning",
+    "load_image",
+    "write_bundle",
+]

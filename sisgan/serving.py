@@ -1,7 +1,11 @@
 """SISGAN as an MLflow pyfunc model: what `mlflow models serve -m models:/sisgan-<dataset>@champion` runs.
 
 Request records are `{"image": <base64 PNG/JPEG/WebP>, "text": <target description>}`; each answer row is
-`{"image": <base64 PNG>}`. The model's artefact is a bundle folder (see `sisgan.inference`), so the same
+`{"image": <base64 PNG>, "warnings": [...]}`, the warnings saying what of the text the model did not read
+(unknown words, emoji or other characters it cannot read, words past text.max_words; [] when none).
+Images over $SISGAN_MAX_PIXELS pixels (default 50,000,000) are refused from their header, undecoded.
+
+The model's artefact is a bundle folder (see `sisgan.inference`), so the same
 registered version also loads with `sisgan.Manipulator.load("models:/...")` and `sisgan manipulate`.
 
 Bad requests raise `MlflowException(INVALID_PARAMETER_VALUE)`: the scoring server turns that into a 400
@@ -29,6 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Array
 from PIL import Image
 
 from sisgan.errors import SisganError
@@ -37,13 +42,14 @@ _logger = logging.getLogger(__name__)
 
 BUNDLE_KEY = "bundle"  # the artefact key; MLflow stores the folder under artifacts/<folder name>/
 DEVICE_ENV = "SISGAN_SERVING_DEVICE"  # auto | cpu | cuda[:N]; the server's device
+MAX_PIXELS_ENV = "SISGAN_MAX_PIXELS"  # the largest image (width x height) a request may send
 MAX_BATCH = 64  # rows per generator call, so one large request cannot exhaust memory
 # What the model needs at load time; pinned to the versions it was logged with (no inference: 3 s/model).
 REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "cloudpickle")
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec(DataType.string, "image"), ColSpec(DataType.string, "text")]),
-    outputs=Schema([ColSpec(DataType.string, "image")]),
+    outputs=Schema([ColSpec(DataType.string, "image"), ColSpec(Array(DataType.string), "warnings")]),
 )
 
 
@@ -76,6 +82,19 @@ def decode_image_field(value: Any, row: int) -> bytes:
         ) from None
 
 
+def max_pixels_from_env() -> int:
+    """$SISGAN_MAX_PIXELS as a positive integer (the default when unset)."""
+    from sisgan.errors import ConfigError
+    from sisgan.inference import DEFAULT_MAX_PIXELS
+
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV}={raw!r} must be a positive number of pixels, e.g. 50000000.")
+    return int(raw)
+
+
 def _rows(model_input: Any) -> pd.DataFrame:
     """The request as a DataFrame with `image` and `text` columns (a list of records is accepted too)."""
     frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
@@ -100,49 +119,59 @@ class SisganModel(mlflow.pyfunc.PythonModel):
         from sisgan.inference import Manipulator
 
         device = resolve_device(os.environ.get(DEVICE_ENV, "auto"))
-        self.manipulator = Manipulator.load(context.artifacts[BUNDLE_KEY], device=device)
+        bundle = context.artifacts[BUNDLE_KEY]
+        self.manipulator = Manipulator.load(bundle, device=device, max_pixels=max_pixels_from_env())
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         frame = _rows(model_input)
         texts = [self._text(v, i) for i, v in enumerate(frame["text"])]
+        notes = [[message for _, message in self.manipulator.text_warnings(t)] for t in texts]
         out: list[str] = []
         # Images are decoded chunk by chunk: a large request never holds all of them decoded at once.
         for start in range(0, len(frame), MAX_BATCH):
             rows = range(start, min(start + MAX_BATCH, len(frame)))
             images = [self._image(frame["image"].iat[i], i) for i in rows]
             out += [encode_png(im) for im in self._manipulate(images, texts[start : rows.stop])]
-        return pd.DataFrame({"image": out})
+        return pd.DataFrame({"image": out, "warnings": notes})
 
     @staticmethod
     def _text(value: Any, row: int) -> str:
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str):
+            value = value.item() if hasattr(value, "item") else value  # numpy scalars from the DataFrame
+            shown = "null" if value is None or value != value else repr(value)  # NaN: a missing field
+            raise _bad_request(
+                f"row {row}: 'text' must be a string (the target description), got {shown}; "
+                'send e.g. "a bird with a red head".'
+            )
+        if not value.strip():
             raise _bad_request(
                 f"row {row}: 'text' is empty; describe the target, e.g. 'a bird with a red head'."
             )
         return value
 
-    @staticmethod
-    def _image(value: Any, row: int) -> Image.Image:
-        from sisgan.inference import load_image
+    def _image(self, value: Any, row: int) -> Image.Image:
+        from sisgan.inference import ImageTooLargeError, load_image
 
         data = decode_image_field(value, row)
         try:
-            return load_image(data)
+            return load_image(data, self.manipulator.max_pixels)
+        except ImageTooLargeError as e:
+            raise _bad_request(f"row {row}: {e.describe(f'the server setting {MAX_PIXELS_ENV}')}") from None
         except (SisganError, Image.DecompressionBombError) as e:
             raise _bad_request(f"row {row}: {e}") from None
 
     def _manipulate(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[Image.Image]:
-        from sisgan.inference import UnknownWordsWarning
+        from sisgan.inference import TextWarning
 
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UnknownWordsWarning)
+            warnings.simplefilter("always", TextWarning)
             try:
                 result = self.manipulator.manipulate_batch(images, texts)
             except SisganError as e:  # any other problem with the client's input
                 raise _bad_request(str(e)) from None
-        for w in caught:  # the server log says which words were ignored; the request still succeeds
+        for w in caught:  # the answer's `warnings` say the same; the log keeps them for the operator
             _logger.warning("%s", w.message)
         return result
 

@@ -88,44 +88,52 @@ def stage_env() -> dict[str, str]:
     return env
 
 
+class Project:
+    """A copy of the project's code and pipeline files with tiny params, and helpers to run it."""
+
+    def __init__(self, dest: Path) -> None:
+        import shutil
+
+        import yaml
+
+        self.root = dest
+        dest.mkdir(parents=True)
+        for name in ("sisgan", "pipeline", "flows"):
+            shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("dvc.yaml", ".dvcignore", "params.checked"):
+            shutil.copy(ROOT / name, dest / name)
+        self.base = yaml.safe_load((ROOT / "params.yaml").read_text())
+        self.set_params()
+
+    def set_params(self, overrides: dict | None = None) -> dict:
+        import yaml
+
+        params = _merge(_merge(self.base, TINY_PARAMS), overrides or {})
+        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        return params
+
+    def run(self, *args: str, check: bool = True):
+        import subprocess
+
+        proc = subprocess.run(
+            args, cwd=self.root, env=stage_env(), capture_output=True, text=True, timeout=900
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def stage(self, name: str, check: bool = True):
+        import sys
+
+        return self.run(sys.executable, "-m", f"pipeline.{name}", check=check)
+
+    def dvc(self, *args: str, check: bool = True):
+        import sys
+
+        return self.run(sys.executable, "-m", "dvc", *args, check=check)
+
+
 @pytest.fixture
 def project(tmp_path):
-    """A copy of the project's code and pipeline files in tmp_path with tiny params; returns a helper."""
-    import shutil
-
-    import yaml
-
-    dest = tmp_path / "proj"
-    dest.mkdir()
-    for name in ("sisgan", "pipeline", "flows"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, dest / name)
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-
-    class Project:
-        root = dest
-
-        def set_params(self, overrides: dict | None = None) -> dict:
-            params = _merge(_merge(base, TINY_PARAMS), overrides or {})
-            (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-            return params
-
-        def run(self, *args: str, check: bool = True):
-            import subprocess
-
-            proc = subprocess.run(
-                args, cwd=dest, env=stage_env(), capture_output=True, text=True, timeout=900
-            )
-            if check and proc.returncode != 0:
-                raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-            return proc
-
-        def stage(self, name: str, check: bool = True):
-            import sys
-
-            return self.run(sys.executable, "-m", f"pipeline.{name}", check=check)
-
-    p = Project()
-    p.set_params()
-    return p
+    """A copy of the project's code and pipeline files in tmp_path with tiny params (see Project)."""
+    return Project(tmp_path / "proj")

@@ -64,9 +64,10 @@ def test_stage_order_comes_from_dvc_yaml(dvc_project):
     root = dvc_project.root
     declared = list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
     order = dvc_ops.pipeline_stages(root)
-    assert order[:2] == STAGES and sorted(order) == sorted(declared)
-    assert dvc_ops.select_stages(root, ["preprocess", "download"]) == STAGES
-    assert dvc_ops.upstream_stages(root, "preprocess") == ["download"]
+    assert order[:3] == ["validate", *STAGES] and sorted(order) == sorted(declared)
+    # The params check comes first in any selection: --single-item would skip it.
+    assert dvc_ops.select_stages(root, ["preprocess", "download"]) == ["validate", *STAGES]
+    assert dvc_ops.upstream_stages(root, "preprocess") == ["download", "validate"]
     assert dvc_ops.uncached_outs(root, "preprocess") == ["metrics/data.json"]
     with pytest.raises(ConfigError, match=r"\['dowload'\] are not in dvc.yaml"):
         dvc_ops.select_stages(root, ["dowload"])
@@ -273,7 +274,7 @@ def test_pipeline_flow_runs_the_stages_and_reports(prefect_api, dvc_project, tmp
     ids = state.result()
     manifest = json.loads((dvc_project.root / "data/shards/synth-birds/manifest.json").read_text())
     assert manifest["load_size"] == 24 and "load_size: 24" in (dvc_project.root / "params.yaml").read_text()
-    assert set(dvc_ops.read_lock(root)["stages"]) == set(STAGES)
+    assert set(dvc_ops.read_lock(root)["stages"]) == {"validate", *STAGES}
     logs = _flow_logs(state.state_details.flow_run_id)  # the stages' own output, streamed
     assert "download: synth-birds -> data/raw/synth-birds (48 images)" in logs
     assert "preprocess: {'train': 36, 'test': 12} rows, 0 rejected" in logs
@@ -462,4 +463,4 @@ def test_deployed_pipeline_completes_on_a_real_server(local_stack, dvc_project):
             )
     assert len(child) == 1 and child[0].state.is_completed() and child[0].parameters["stage"] == "preprocess"
     assert (root / "data/shards/synth-birds/manifest.json").is_file()
-    assert set(dvc_ops.read_lock(root)["stages"]) == set(STAGES)
+    assert set(dvc_ops.read_lock(root)["stages"]) == {"validate", *STAGES}

@@ -100,10 +100,10 @@ def test_champion_moves_only_to_a_better_version(tracking, tmp_path):
     from pipeline.register import register
     from sisgan.inference import Manipulator
 
-    models = make_models(tmp_path / "models")
     cfg, name = RegisterConfig(), "sisgan-test"
 
     def version(value: float) -> dict:
+        models = make_models(tmp_path / f"models-{value}", seed=int(value * 10))  # new weights each time
         args = (models / "gan/generator.pt", models / "text", Primary(ACC, value, True), name, cfg)
         return register(*args, "synth-birds", "sisgan-test")
 
@@ -161,6 +161,7 @@ def test_stage_writes_registered_json_and_the_cli_serves_the_champion(project, t
     assert first["decision"] == "champion" and first["aliases"] == ["challenger", "champion"]
     assert first["primary"] == {"name": ACC, "value": 0.6, "higher_is_better": True}
 
+    make_models(project.root / "models", seed=1)  # a retrained model
     write_eval(project.root, 0.3)
     second = stage()
     assert (second["version"], second["decision"], second["champion_version"]) == ("2", "challenger", "1")
@@ -177,6 +178,30 @@ def test_stage_writes_registered_json_and_the_cli_serves_the_champion(project, t
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == ""  # no MLflow progress bars or INFO lines around the result
+
+
+@pytest.mark.slow
+def test_weights_the_registry_holds_are_not_registered_again(tracking, tmp_path):
+    """Re-evaluating an unchanged model (same files, another metric value) gives no new version."""
+    import mlflow
+
+    from pipeline.register import TAG_WEIGHTS, register, weights_digest
+
+    cfg, name = RegisterConfig(), "sisgan-test"
+    models = make_models(tmp_path / "models")
+    args = (models / "gan/generator.pt", models / "text")
+    first = register(*args, Primary(ACC, 0.5, True), name, cfg, "synth-birds", "sisgan-test")
+    again = register(*args, Primary(ACC, 0.9, True), name, cfg, "synth-birds", "sisgan-test")
+    assert (first["version"], first["reused"]) == ("1", False)
+    assert (again["version"], again["reused"], again["decision"]) == ("1", True, "champion")
+    assert "already holds these weights" in again["reason"]
+    client = mlflow.MlflowClient()
+    assert [str(mv.version) for mv in client.search_model_versions(f"name = '{name}'")] == ["1"]
+    assert client.get_model_version(name, "1").tags[TAG_WEIGHTS] == weights_digest(*args)
+    # Any changed file is other weights: a new version.
+    (models / "text/vocab.json").write_text((models / "text/vocab.json").read_text().replace("red", "rex"))
+    changed = register(*args, Primary(ACC, 0.4, True), name, cfg, "synth-birds", "sisgan-test")
+    assert (changed["version"], changed["reused"], changed["decision"]) == ("2", False, "challenger")
 
 
 @pytest.mark.parametrize(

@@ -76,9 +76,11 @@ def test_predict_returns_base64_pngs(logged):
         }  # fmt: skip
     )
     out = model.predict(frame)
-    assert list(out.columns) == ["image"] and len(out) == 3
+    assert list(out.columns) == ["image", "warnings"] and len(out) == 3
     for value in out["image"]:
         decoded(value)
+    assert out["warnings"].tolist()[:2] == [[], []]
+    assert out["warnings"].iat[2] == ["words unknown to this model (read as <unk>): qqq"]
 
 
 @pytest.mark.slow
@@ -123,7 +125,7 @@ def test_logged_model_has_signature_example_pins_and_code(logged):
 
     info, _ = logged
     assert [c.name for c in info.signature.inputs.inputs] == ["image", "text"]
-    assert [c.name for c in info.signature.outputs.inputs] == ["image"]
+    assert [c.name for c in info.signature.outputs.inputs] == ["image", "warnings"]
     local = Path(download_artifacts(info.model_uri))
     requirements = (local / "requirements.txt").read_text().split()
     assert all("==" in r for r in requirements) and any(r.startswith("torch==") for r in requirements)
@@ -217,12 +219,15 @@ def test_scoring_server_answers_good_and_bad_requests(server):
 
     good = [
         {"image": b64(photo(120, 90), "JPEG"), "text": GOOD_TEXT},
-        {"image": b64(photo()), "text": "green"},
+        {"image": b64(photo()), "text": "green 🐦"},
     ]
     r = invoke(good)
     assert r.status_code == 200, r.text
     images = [np.asarray(decoded(p["image"]), np.int16) for p in r.json()["predictions"]]
     assert len(images) == 2
+    # What the model did not read comes back with each row.
+    warned = [p["warnings"] for p in r.json()["predictions"]]
+    assert warned == [[], ["characters this model cannot read were ignored: 🐦"]]
     # The server runs the registered weights with the same pre/post-processing as the Python API.
     local = np.asarray(Manipulator.load(models).manipulate(base64.b64decode(good[0]["image"]), GOOD_TEXT))
     assert np.abs(images[0] - local).max() <= 1
@@ -231,6 +236,7 @@ def test_scoring_server_answers_good_and_bad_requests(server):
         "not valid base64": [{"image": "@@not base64@@", "text": GOOD_TEXT}],
         "text": [{"image": b64(photo())}],  # missing field
         "'text' is empty": [{"image": b64(photo()), "text": ""}],
+        "'text' must be a string": [{"image": b64(photo()), "text": 42}],
     }
     for expected, records in bad.items():
         r = invoke(records)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,150 @@ def test_train_gan_and_evaluate_stages_resume_and_signal(project):
     assert "skipped" in report["model"]["fid"]
     assert 0 <= report["model"]["counterfactual"]["attribute_accuracy"] <= 1
     assert (root / "plots/eval_grid.png").stat().st_size > 1000
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended while we looked
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended; only its exit status is left
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_killing_preprocess_ends_its_workers_and_leaves_no_shard(project):
+    """SIGKILL of the stage mid-run: its workers end with it (they would otherwise go on writing shards),
+    no shard is visible, and the next run starts clean."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import stage_env
+
+    synth = {"n_images": 2000, "n_classes": 40, "test_classes": 8}
+    # Two tasks of 1000 images per worker: each takes seconds, so none can be finished at the kill.
+    project.set_params({"synth": synth, "data": {"workers": 2, "shard_rows": 1000, "load_size": 37}})
+    project.stage("download")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.preprocess"],
+        cwd=project.root,
+        env=stage_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        workers = [p for p in _descendants(proc.pid) if "resource_tracker" not in _cmdline(p)]
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the stage did not start its worker processes"
+    time.sleep(1.0)  # the workers are rendering their first shard
+    family = _descendants(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 60  # generous: only how long a machine under load may take to reap
+    while any(_alive(p) for p in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in family if _alive(p)], "worker processes outlived the killed stage"
+    shards = project.root / "data/shards"
+    assert not list(shards.rglob("*.parquet")), "a shard was written after the stage was killed"
+    assert not (shards / "synth-birds").exists()  # nothing visible: the folder appears whole or not at all
+
+    project.stage("preprocess")
+    assert sorted(p.name for p in shards.iterdir()) == ["synth-birds"]  # the stale temporary folder is gone
+    assert (
+        len(load_split(shards / "synth-birds", "train")) + len(load_split(shards / "synth-birds", "test"))
+        == 2000
+    )
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+# Section: `dvc repro` never loses results.
+
+
+@pytest.fixture(scope="module")
+def repro_project(tmp_path_factory):
+    """The tiny project as a DVC repository after `dvc repro` of the whole pipeline (its own MLflow store)."""
+    from conftest import Project
+
+    project = Project(tmp_path_factory.mktemp("repro") / "proj")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project.root / 'mlflow.db'}")
+        project.dvc("init", "--no-scm", "-q")
+        project.dvc("repro")
+        yield project
+
+
+RESULTS = (
+    "models/gan/generator.pt",
+    "models/text/weights.pt",
+    "metrics/train.json",
+    "metrics/text.json",
+    "metrics/eval.json",
+    "plots/train_gan.csv",
+    "plots/pretrain_text.csv",
+    "models/registered.json",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "bad", [{"gan": {"batch_size": 0}}, {"gan": {"image_size": 48}}, {"text": {"lr": -1}}]
+)
+def test_a_rejected_param_removes_no_output(repro_project, bad):
+    """DVC removes a stage's outputs before running it: the params check must run (and fail) first."""
+    root = repro_project.root
+    before = {p: (root / p).read_bytes() for p in RESULTS}
+    target = "train_gan" if "gan" in bad else "pretrain_text"
+    try:
+        repro_project.set_params(bad)
+        proc = repro_project.dvc("repro", target, check=False)
+        assert proc.returncode != 0
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "params.yaml: " in errors[0], proc.stderr
+        assert f"Running stage '{target}'" not in proc.stdout
+        assert {p: (root / p).read_bytes() if (root / p).exists() else None for p in RESULTS} == before
+    finally:
+        repro_project.set_params()
+    # The good params again: nothing to run, dvc.lock still describes the workspace.
+    assert "Running stage" not in repro_project.dvc("repro").stdout
+    assert repro_project.dvc("status", "--json").stdout.strip() == "{}"
+
+
+@pytest.mark.slow
+def test_reevaluating_an_unchanged_model_changes_nothing_downstream(repro_project, monkeypatch):
+    """Wall time stays out of metrics/eval.json, so a forced re-evaluation leaves register up to date."""
+    root = repro_project.root
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    before = (root / "metrics/eval.json").read_bytes()
+    registered = json.loads((root / "models/registered.json").read_text())
+    repro_project.dvc("repro", "--force", "--single-item", "evaluate")
+    assert (root / "metrics/eval.json").read_bytes() == before
+    assert "seconds" in json.loads((root / "runs/evaluate.json").read_text())  # the timing is kept, apart
+    out = repro_project.dvc("repro").stdout
+    assert "Running stage 'register'" not in out
+    assert json.loads((root / "models/registered.json").read_text()) == registered

@@ -68,3 +68,44 @@ def encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
 
 def b64(image: Image.Image, fmt: str = "PNG") -> str:
     return base64.b64encode(encoded(image, fmt)).decode("ascii")
+
+
+def huge_png(width: int = 13_000, height: int = 13_000) -> bytes:
+    """A PNG whose header announces width x height RGB pixels, with one row of data: what a decompression
+    bomb looks like before decoding (decoding it would fail, or take gigabytes if the data were all there)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    row = zlib.compress(b"\0" * (1 + 3 * width))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", row) + chunk(b"IEND", b"")
+
+
+class Trap:
+    """Unpickling this creates `path`: a stand-in for code hidden in a weights file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))
+
+
+def damage(path: Path, how: str, trap_marker: Path | None = None) -> None:
+    """Replace a model file by a booby-trapped pickle, its first half, zero bytes or text."""
+    data = path.read_bytes()
+    if how == "trap":
+        import torch
+
+        torch.save({"generator": Trap(trap_marker or path.with_suffix(".pwned"))}, path)
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "garbage":
+        path.write_text("not a model file at all\n")
+    else:
+        raise ValueError(how)

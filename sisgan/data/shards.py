@@ -5,8 +5,10 @@ Layout of `data/shards/<dataset>/`:
     test-00000.parquet ...    rows of the test split
     manifest.json             written last: the shard list, row counts, sources and rejected inputs
 
-A shard is written under a temporary name and renamed, and readers only accept the shards the manifest
-lists with the row counts it states, so a crash never leaves a half shard that looks whole.
+The folder is built under a temporary name beside it (`.<dataset>.tmp`) and renamed when the manifest is
+written, and readers only accept the shards the manifest lists with the row counts it states, so a crash
+or a kill never leaves a half shard that looks whole. Worker processes end with the process that started
+them, even when it is killed with SIGKILL, so none of them goes on writing after it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -28,7 +32,7 @@ import pyarrow.parquet as pq
 from sisgan.data.images import RejectedImage, decode_png, encode_png, load_image
 from sisgan.data.synth import PARTS, Scene, render
 from sisgan.errors import DataError
-from sisgan.io import atomic_write, write_json
+from sisgan.io import atomic_dir, atomic_write, write_json
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -172,6 +176,40 @@ def plan_shards(
     return tasks
 
 
+def _set_parent_death_signal() -> None:
+    """Linux: the kernel sends this process SIGKILL when the thread that started it ends."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: a worker must not outlive the process that started it (SIGKILL, OOM killer).
+
+    Two guards: the kernel's parent-death signal (Linux), and a thread that waits on the parent's
+    sentinel (a pipe the parent holds; it becomes readable when the parent is gone, on every platform).
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    if sys.platform.startswith("linux"):
+        _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGKILL)  # mid-write: the temporary file is never renamed
+
+    threading.Thread(target=watch, name="sisgan-parent-watch", daemon=True).start()
+
+
 def run_tasks(
     tasks: Sequence[ShardTask], workers: int, progress: Callable[[int], None] | None = None
 ) -> list[ShardResult]:
@@ -183,8 +221,15 @@ def run_tasks(
             if progress:
                 progress(len(t.items))
         return results
-    # forkserver: safe with threads in the parent (Prefect, torch) and cheap to start.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
+    # spawn: each worker is a child of this process (so the kernel can end it with this process) and
+    # starts clean, which is safe with threads in the parent (Prefect, torch).
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+    with pool:
         results = []
         for t, r in zip(tasks, pool.map(write_shard, tasks), strict=True):
             results.append(r)
@@ -238,20 +283,19 @@ def build_shards(
     extra_manifest: Mapping[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Preprocess items into shards + manifest in `out_dir` (emptied first). Returns the manifest.
+    """Preprocess items into shards + manifest in `out_dir` (replaced as a whole). Returns the manifest.
 
-    Fails (and leaves no manifest) when every image was rejected.
+    Fails (and leaves `out_dir` as it was) when every image was rejected.
     """
-    out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    tasks = plan_shards(items, out, load_size, image_format, max_pixels, shard_rows)
-    results = run_tasks(tasks, workers, progress)
-    if not any(r.rows for r in results):
-        reasons = sorted({rej["reason"] for r in results for rej in r.rejected})[:3]
-        raise DataError(f"every input image was rejected (e.g. {reasons}); check the raw data in data/raw.")
-    return write_manifest(out, dataset, load_size, image_format, results, extra_manifest)
+    with atomic_dir(out_dir) as tmp:  # replaces out_dir only once the manifest is written
+        tasks = plan_shards(items, tmp, load_size, image_format, max_pixels, shard_rows)
+        results = run_tasks(tasks, workers, progress)
+        if not any(r.rows for r in results):
+            reasons = sorted({rej["reason"] for r in results for rej in r.rejected})[:3]
+            raise DataError(
+                f"every input image was rejected (e.g. {reasons}); check the raw data in data/raw."
+            )
+        return write_manifest(tmp, dataset, load_size, image_format, results, extra_manifest)
 
 
 # Section: reading.

@@ -21,7 +21,7 @@ from sisgan.config import EvalConfig
 from sisgan.data import synth
 from sisgan.data.images import center_crop
 from sisgan.data.shards import SplitData
-from sisgan.errors import ConfigError
+from sisgan.errors import ConfigError, DataError
 from sisgan.eval import image_metrics as im
 from sisgan.models.generator import edit_images
 from sisgan.pixels import to_unit
@@ -227,7 +227,16 @@ def _inception_stats(ctx: EvalContext, images: np.ndarray) -> tuple[np.ndarray, 
 
     if "inception" not in ctx._cache:
         net = inception_v3(weights=None, aux_logits=True, init_weights=False)
-        net.load_state_dict(torch.load(ctx.inception_weights, map_location="cpu", weights_only=True))
+        from sisgan.train.checkpoint import load_weights
+
+        remedy = "set evaluate.inception_weights to a torchvision inception_v3 ImageNet state_dict"
+        state = load_weights(ctx.inception_weights, remedy, what="evaluate.inception_weights")
+        try:
+            net.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError):
+            raise DataError(
+                f"evaluate.inception_weights {ctx.inception_weights} does not fit inception_v3; {remedy}."
+            ) from None
         net.fc = torch.nn.Identity()
         ctx._cache["inception"] = net.eval().to(ctx.device)
     net = ctx._cache["inception"]

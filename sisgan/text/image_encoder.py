@@ -73,4 +73,9 @@ def load_local_weights(path: str | Path | None, param: str, filename: str) -> di
         raise ConfigError(f"{param} is not set; download {url} and set {param} to its local path.")
     if not Path(path).is_file():
         raise ConfigError(f"{param}: {path} not found; download {url} and set {param} to its local path.")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    from sisgan.train.checkpoint import load_weights
+
+    state = load_weights(path, f"download {url} again and set {param} to its local path", what=param)
+    if not isinstance(state, dict):
+        raise ConfigError(f"{param}: {path} is not a state_dict; download {url} and set {param} to its path.")
+    return state

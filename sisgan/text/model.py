@@ -24,6 +24,9 @@ from sisgan.text.image_encoder import ConvImageEncoder, VGGImageEncoder
 from sisgan.text.tokenizer import Vocabulary
 
 WEIGHTS, VOCAB, CONFIG = "weights.pt", "vocab.json", "config.json"
+TEXT_REMEDY = (
+    "restore the folder with `dvc checkout models/text` or rebuild it with `dvc repro pretrain_text`"
+)
 
 
 def build_image_side(cfg: TextConfig, load_weights: bool = True) -> nn.Module:
@@ -114,18 +117,37 @@ class TextModel:
         write_json(folder / CONFIG, self.config.to_dict())
 
     @classmethod
-    def load(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> TextModel:
+    def load(
+        cls, folder: str | Path, map_location: str | torch.device = "cpu", remedy: str = TEXT_REMEDY
+    ) -> TextModel:
+        """The folder `save` wrote; a missing, damaged or unsafe file is one DataError ending in `remedy`."""
+        from sisgan.errors import ConfigError
+        from sisgan.train.checkpoint import load_weights
+
         folder = Path(folder)
         if not (folder / WEIGHTS).is_file() or not (folder / VOCAB).is_file():
             raise DataError(f"no pretrained text encoder in {folder}; run `dvc repro pretrain_text` first.")
-        state = torch.load(folder / WEIGHTS, map_location=map_location, weights_only=True)
-        cfg = TextConfig.from_dict(state["config"])
-        vocab = Vocabulary.load(folder / VOCAB)
+        state = load_weights(folder / WEIGHTS, remedy, map_location, what="text encoder weights")
+        keys = ("text_encoder", "image_encoder", "config")
+        if not isinstance(state, dict) or any(k not in state for k in keys):
+            raise DataError(f"{folder / WEIGHTS} is not a sisgan text encoder file; {remedy}.")
+        try:
+            cfg = TextConfig.from_dict(state["config"])
+        except ConfigError as e:
+            raise DataError(
+                f"{folder / WEIGHTS} holds a config this version cannot read ({e}); {remedy}."
+            ) from None
+        vocab = Vocabulary.load(folder / VOCAB, remedy)
         model = cls(
             vocab, TextEncoder(len(vocab), cfg.embed_dim, cfg.hidden_dim), build_image_side(cfg, False), cfg
         )
-        model.text_encoder.load_state_dict(state["text_encoder"])
-        model.image_encoder.load_state_dict(state["image_encoder"])
+        try:
+            model.text_encoder.load_state_dict(state["text_encoder"])
+            model.image_encoder.load_state_dict(state["image_encoder"])
+        except (RuntimeError, TypeError, AttributeError):
+            raise DataError(
+                f"{folder / WEIGHTS} does not fit its config and {VOCAB} (other shapes or layers); {remedy}."
+            ) from None
         return model.to(map_location).eval()
 
 
@@ -146,8 +168,14 @@ def load_features(path: str | Path, image_ids: Sequence[str] | None = None) -> t
     path = Path(path)
     if not path.is_file():
         raise DataError(f"cached caption features {path} not found; run `dvc repro pretrain_text` first.")
-    with np.load(path) as z:
-        feats, counts, ids = z["features"], z["counts"], z["image_ids"]
+    try:
+        with np.load(path) as z:  # allow_pickle=False: an object array in the file is refused, never run
+            feats, counts, ids = z["features"], z["counts"], z["image_ids"]
+    except Exception:  # zipfile.BadZipFile, EOFError, KeyError, ValueError (pickled arrays), ...
+        raise DataError(
+            f"cached caption features {path} are unreadable (truncated, corrupt or not written by sisgan); "
+            "rerun `dvc repro pretrain_text`."
+        ) from None
     if image_ids is not None and list(ids) != list(image_ids):
         raise DataError(f"{path} is not aligned with the current shards; rerun `dvc repro pretrain_text`.")
     return feats, counts

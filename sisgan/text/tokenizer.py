@@ -12,9 +12,27 @@ from pathlib import Path
 import numpy as np
 
 from sisgan.errors import DataError
+from sisgan.io import write_text
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[a-z0-9]+")
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+
+
+def unreadable_characters(text: str) -> list[str]:
+    """Letters, digits and symbols that tokenize drops without a trace (emoji, CJK, ...), in order, once each.
+
+    Accented Latin letters fold to ASCII and are read; spaces, punctuation and combining marks are not
+    words anyway, so they are not reported.
+    """
+    seen: dict[str, None] = {}
+    for ch in text:
+        if not _fold(ch) and unicodedata.category(ch)[0] in "LNS":
+            seen.setdefault(ch)
+    return list(seen)
 
 
 def tokenize(text: str, max_words: int = 50) -> list[str]:
@@ -22,8 +40,7 @@ def tokenize(text: str, max_words: int = 50) -> list[str]:
 
     Punctuation and symbols are dropped, so "" and "?!" give [].
     """
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    return _WORD.findall(folded)[:max_words]
+    return _WORD.findall(_fold(text))[:max_words]
 
 
 class Vocabulary:
@@ -63,6 +80,10 @@ class Vocabulary:
     def unknown_words(self, text: str) -> list[str]:
         return [t for t in tokenize(text, self.max_words) if t not in self.index]
 
+    def ignored_words(self, text: str) -> list[str]:
+        """The words past max_words: the encoder never sees them."""
+        return _WORD.findall(_fold(text))[self.max_words :]
+
     def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Padded ids [B, L] int64 and lengths [B] int64 (L = longest caption in the batch)."""
         seqs = [self.encode(t) for t in texts]
@@ -80,8 +101,21 @@ class Vocabulary:
         return cls(obj["words"], int(obj["max_words"]))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json()) + "\n")
+        write_text(path, json.dumps(self.to_json()) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> Vocabulary:
-        return cls.from_json(json.loads(Path(path).read_text()))
+    def load(cls, path: str | Path, remedy: str = "rebuild it with `dvc repro pretrain_text`") -> Vocabulary:
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            raise DataError(f"vocabulary {path} is empty (0 bytes); {remedy}.")
+        try:
+            obj = json.loads(Path(path).read_text(encoding="utf-8"))
+            words, max_words = obj["words"], obj["max_words"]
+            ok = isinstance(words, list) and all(isinstance(w, str) for w in words)
+            ok = ok and isinstance(max_words, int) and not isinstance(max_words, bool) and max_words >= 1
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            ok = False
+        if not ok or words[:2] != [PAD, UNK]:
+            raise DataError(
+                f"vocabulary {path} is not a valid sisgan vocabulary (truncated, corrupt, edited); {remedy}."
+            )
+        return cls(words, max_words)
