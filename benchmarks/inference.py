@@ -97,8 +97,8 @@ def measure(p: Profile, device: str, runs: int, batch: int) -> dict[str, Any]:
     single = timed(lambda: m.manipulate(image, CAPTIONS[0]), runs, 3, device)
     batched = timed(lambda: m.manipulate_batch([image] * batch, texts), max(3, runs // 5), 1, device)
     # The generator alone on a preprocessed batch: how much of the batch time is the network.
-    tensors = torch.stack([m.preprocess(image)] * batch)
-    net = timed(lambda: m.manipulate_tensors(tensors, texts), max(3, runs // 5), 1, device)
+    sources = np.stack([m.source(image)] * batch)
+    net = timed(lambda: m.manipulate_arrays(sources, texts), max(3, runs // 5), 1, device)
     return {
         "profile": p.name,
         "device": device,

@@ -119,7 +119,7 @@ def _warn_unknown(fn: Callable[[], Any]) -> Any:
 
 def _source_tile(m: Manipulator, image: Image.Image) -> Any:
     """The source as the model sees it (centre square, resized, cropped): [S, S, 3] uint8."""
-    return ((m.preprocess(image).permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+    return m.source(image)
 
 
 # Section: commands.

@@ -23,6 +23,7 @@ from sisgan.config import GANConfig
 from sisgan.data.images import center_crop, square_resize
 from sisgan.errors import DataError, SisganError
 from sisgan.models import Generator, generator_from_config
+from sisgan.models.generator import edit_images
 from sisgan.text.model import TextModel
 from sisgan.text.tokenizer import tokenize, unreadable_characters
 from sisgan.train import checkpoint
@@ -238,15 +239,11 @@ class Manipulator:
 
     # Section: pre/post-processing.
 
-    def preprocess(self, image: ImageInput) -> torch.Tensor:
-        """Image -> [3, S, S] in [-1, 1]: centre square, resize to the stored size, centre crop (as eval)."""
+    def source(self, image: ImageInput) -> np.ndarray:
+        """The image as the model sees it: centre square, resized to the stored size, centre crop (as the
+        evaluation does): [S, S, 3] uint8."""
         arr = center_crop(square_resize(load_image(image, self.max_pixels), self.load_size), self.image_size)
-        return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / 127.5 - 1
-
-    @staticmethod
-    def postprocess(batch: torch.Tensor) -> list[Image.Image]:
-        arr = ((batch.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(a) for a in arr]
+        return np.ascontiguousarray(arr)
 
     def text_warnings(self, text: str) -> list[tuple[type[TextWarning], str]]:
         """What of `text` the model will not read, as (warning class, message) pairs; [] = all of it."""
@@ -281,13 +278,9 @@ class Manipulator:
 
     # Section: manipulation.
 
-    @torch.no_grad()
-    def manipulate_tensors(self, images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
-        """images [B, 3, S, S] in [-1, 1] + B texts -> [B, 3, S, S] in [-1, 1] (ε = 0: the mean condition)."""
-        phi = self.text_model.encode_texts(list(texts)).to(self.device)
-        noise = torch.zeros(len(images), self.generator.cond_dim, device=self.device)
-        out, _, _ = self.generator(images.to(self.device), phi, noise)
-        return out
+    def manipulate_arrays(self, sources: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """sources [B, S, S, 3] uint8 (see `source`) + B texts -> edited [B, S, S, 3] uint8 (ε = 0)."""
+        return edit_images(self.generator, sources, self.text_model.encode_texts(list(texts)))
 
     def manipulate(self, image: ImageInput, text: str) -> Image.Image:
         """Edit one image so that it matches `text`; returns an S x S RGB image."""
@@ -299,8 +292,8 @@ class Manipulator:
             raise DataError(f"got {len(images)} images and {len(texts)} texts; pass one text per image.")
         for t in texts:
             self.check_text(t)
-        batch = torch.stack([self.preprocess(im) for im in images])
-        return self.postprocess(self.manipulate_tensors(batch, texts))
+        edited = self.manipulate_arrays(np.stack([self.source(im) for im in images]), texts)
+        return [Image.fromarray(a) for a in edited]
 
     def info(self) -> dict[str, Any]:
         return {
