@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import time
 
-from pipeline.common import cli, section, shard_dir, stage_params, write_json
+from pipeline.common import cli, section, shard_dir, stage_params
+from pipeline.summary import write_metrics
 from sisgan.config import DataConfig, EvalConfig, TrackingConfig, resolve_device
 from sisgan.data.shards import load_split
 from sisgan.eval.evaluate import (
@@ -58,7 +59,7 @@ def main() -> None:
             **results,
             "seconds": time.perf_counter() - t0,
         }
-        write_json("metrics/eval.json", report)
+        write_metrics("eval", report)
         k = min(cfg.grid_rows, len(outputs))
         cfs = ground_truth(ctx)["counterfactual"][:k] if ctx.synthetic else None
         caption_rows(ctx.sources[:k], ctx.captions[:k], outputs[:k], cfs).save(GRID)
@@ -66,6 +67,7 @@ def main() -> None:
         run.log_metrics({f"primary.{primary['name']}": primary["value"]})
         run.log_artifact("metrics/eval.json")
         run.log_artifact(GRID)
+        run.log_image(GRID, "eval_grid")
     print(f"evaluate: {primary['name']} = {primary['value']:.4f}")
     print(
         json.dumps({row: results[row].get("counterfactual", results[row]) for row in results}, indent=1)[

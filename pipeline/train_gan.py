@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.common import cli, section, shard_dir, stage_params, write_json
+from pipeline.common import cli, section, shard_dir, stage_params
+from pipeline.summary import write_metrics
 from sisgan.config import DataConfig, GANConfig, TextConfig, TrackingConfig, resolve_device
 from sisgan.data.images import center_crop
 from sisgan.data.shards import SplitData, load_split
@@ -126,7 +127,7 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
                 Path("plots").mkdir(exist_ok=True)
                 image.save("plots/train_gan_samples.png")
                 if isinstance(run, Tracker) and run.run_id:
-                    run.log_artifact("plots/train_gan_samples.png", f"samples/epoch_{row['epoch']:04d}")
+                    run.log_image("plots/train_gan_samples.png", "samples", step=row["epoch"])
             bar.set_postfix(
                 d=f"{row['d_loss']:.3f}",
                 g=f"{row['g_adv']:.3f}",
@@ -161,7 +162,7 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
             "train_seconds": float(sum(r["seconds"] for r in history)),
             "processes": dist.world_size,
         }
-        write_json("metrics/train.json", metrics)
+        write_metrics("train", metrics)
         # Per-epoch losses are already logged with their step; add only the run's totals.
         run.log_metrics(
             {
@@ -171,6 +172,7 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
             }
         )
         run.log_artifact("plots/train_gan.png")
+        run.log_image("plots/train_gan.png", "curves")
         run.log_artifact(str(MODEL_DIR / "generator.pt"), "generator")
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     print(f"train_gan: {json.dumps(shown)}")
