@@ -24,7 +24,7 @@ from pipeline.common import cli, section, stage_params, write_json
 from pipeline.summary import eval_summary
 from sisgan.config import RegisterConfig, TrackingConfig
 from sisgan.errors import ConfigError, DataError
-from sisgan.tracking import RUNS_DIR, add_to_run_record
+from sisgan.tracking import RUNS_DIR, add_to_run_record, run_page
 
 GENERATOR = Path("models/gan/generator.pt")
 TEXT_DIR = Path("models/text")
@@ -114,7 +114,7 @@ def decide(
 
 def run_link(name: str, experiment_id: str, run_id: str) -> str:
     """A Markdown link to a run page; relative to the UI's address, so it works wherever the UI is served."""
-    return f"[{name}](#/experiments/{experiment_id}/runs/{run_id})"
+    return f"[{name}]({run_page(experiment_id, run_id)})"
 
 
 def stage_runs(root: str | Path = ".") -> dict[str, tuple[str, str]]:

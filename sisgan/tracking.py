@@ -18,6 +18,16 @@ PARENT_RUN_ENV = "SISGAN_MLFLOW_PARENT_RUN_ID"  # set by the Prefect flow: stage
 # The MLflow UI (3.x) picks an experiment's view from this tag; without it, it guesses and opens the GenAI
 # view (traces, prompts), where training runs, their metric charts and images are one toggle away.
 EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+# MLflow 3.17's UI ignores that tag: a switch (GenAI | Model training) picks the view, from this query
+# parameter or else the browser's last choice (GenAI at first). Links the project writes carry it.
+TRAINING_VIEW_QUERY = "workflowType=machine_learning"
+
+
+def run_page(experiment_id: str, run_id: str) -> str:
+    """The UI route of a run page in the training view, relative to the UI's address (`<ui>/` + this)."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW_QUERY}"
+
+
 RUNS_DIR = "runs"  # runs/<stage>.json: the MLflow run id of each stage's last run (not tracked by git/DVC)
 
 
