@@ -10,7 +10,8 @@ Starts `mlflow server` on the project's tracking store and `sisgan demo` on mode
 3. the champion model version shows its description: the evaluation headline and links to the runs;
 4. the demo page edits a test image by a typed sentence.
 
-Writes docs/images/mlflow_run.png, mlflow_model_version.png and demo.png (palette PNGs, a few hundred KB).
+Writes docs/images/mlflow_run.png, mlflow_run_samples.png, mlflow_model_version.png and demo.png (palette
+PNGs, about 100 KB each).
 Needs Debian's chromium (`make browser`) and playwright (in requirements.lock).
 """
 
@@ -120,23 +121,36 @@ def check_experiment(page: Any, base: str, experiment_id: str, run_names: list[s
         check(page.get_by_text(name, exact=True).count() > 0, f"run {name} is not listed in the experiment")
 
 
+def preview_artifact(page: Any, base: str, experiment_id: str, run_id: str, name: str) -> None:
+    """The run's Artifacts tab with `name` (an image) selected; waits until the preview has loaded."""
+    page.goto(f"{base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts?{TRAINING_VIEW}")
+    close_assistant(page)
+    page.get_by_text(name, exact=True).first.click()
+    image = page.locator("img[src^='blob:']").first  # the preview: the file fetched, shown from memory
+    image.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    page.wait_for_timeout(500)
+
+
 def shot_run(page: Any, base: str, experiment_id: str, run_id: str, out: Path) -> None:
     page.goto(f"{base}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?{TRAINING_VIEW}")
-    page.get_by_text("d_real", exact=True).first.wait_for()  # a loss curve's chart title
+    page.get_by_text("d_real", exact=True).first.wait_for()  # a loss curve's chart
     close_assistant(page)
-    # The sample grids logged with mlflow.log_image: an image chart per key, with a step slider.
-    images = page.locator("img[src*='get-artifact'], img[src^='blob:'], img[src*='images']")
-    images.first.wait_for(timeout=30_000)
-    check(images.count() > 0, "the run page shows no logged images")
-    check(page.get_by_text("samples", exact=True).count() > 0, "the run page has no 'samples' image chart")
+    # The loss curves, and the image chart of the sample grids logged at every epoch (mlflow.log_image).
+    page.get_by_placeholder("Search metric charts").fill("d_real|d_fake|g_adv|recon|swap|samples")
+    for name in ("d_real", "g_adv", "swap", "samples"):
+        page.get_by_text(name, exact=True).first.wait_for()
     page.wait_for_timeout(1500)  # let the charts finish drawing
     save_small(page.screenshot(), out)
+    preview_artifact(page, base, experiment_id, run_id, "train_gan_samples.png")
+    save_small(page.screenshot(), out.with_name(out.stem + "_samples.png"))
 
 
 def check_eval_run(page: Any, base: str, experiment_id: str, run_id: str) -> None:
     page.goto(f"{base}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?{TRAINING_VIEW}")
-    page.get_by_text("eval_grid", exact=True).first.wait_for()
-    check(page.locator("img").count() > 0, "the evaluate run page shows no evaluation grid")
+    page.get_by_placeholder("Search metric charts").fill("eval_grid")
+    page.get_by_text("eval_grid", exact=True).first.wait_for()  # its image chart
+    preview_artifact(page, base, experiment_id, run_id, "eval_grid.png")
 
 
 def shot_version(page: Any, base: str, name: str, version: str, primary: str, out: Path) -> None:

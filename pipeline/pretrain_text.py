@@ -71,7 +71,6 @@ def main() -> None:
         run.log_metrics({k: metrics[k] for k in ("vocab_size", "t2i_r1_over_chance", "train_seconds")})
         run.log_artifacts(MODEL_DIR, "text_encoder")
         run.log_artifact("plots/pretrain_text.png")
-        run.log_image("plots/pretrain_text.png", "curves")
     print(f"pretrain_text: {json.dumps({k: round(v, 4) for k, v in metrics.items()})}")
 
 

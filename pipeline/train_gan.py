@@ -172,7 +172,7 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
             }
         )
         run.log_artifact("plots/train_gan.png")
-        run.log_image("plots/train_gan.png", "curves")
+        run.log_artifact("plots/train_gan_samples.png")  # the last grid; every epoch's: images/samples+step+N
         run.log_artifact(str(MODEL_DIR / "generator.pt"), "generator")
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     print(f"train_gan: {json.dumps(shown)}")

@@ -45,6 +45,7 @@ MAX_BODY = 20 * 1024 * 1024  # bytes of one request: an upload is sent base64-en
 MAX_TEXTS = 8
 MAX_CHARS = 300
 N_EXAMPLES = 12
+N_SUGGESTIONS = 6  # captions offered as one-click targets
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
@@ -125,7 +126,7 @@ class DemoApp:
         return resources.files("sisgan").joinpath("demo_page.html").read_bytes()
 
     def info(self) -> dict[str, Any]:
-        suggestions = list(dict.fromkeys(ex.captions[0] for ex in self.examples if ex.captions))
+        suggestions = list(dict.fromkeys(ex.captions[0] for ex in self.examples if ex.captions))[:N_SUGGESTIONS]
         return {
             "name": self.name,
             "model": self.manipulator.info(),
