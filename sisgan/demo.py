@@ -126,7 +126,8 @@ class DemoApp:
         return resources.files("sisgan").joinpath("demo_page.html").read_bytes()
 
     def info(self) -> dict[str, Any]:
-        suggestions = list(dict.fromkeys(ex.captions[0] for ex in self.examples if ex.captions))[:N_SUGGESTIONS]
+        captions = dict.fromkeys(ex.captions[0] for ex in self.examples if ex.captions)  # unique, in order
+        suggestions = list(captions)[:N_SUGGESTIONS]
         return {
             "name": self.name,
             "model": self.manipulator.info(),
