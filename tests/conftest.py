@@ -146,10 +146,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     """A Playwright Browser on the system Chromium. Skipped without one, except in CI (CI=true), where a
-    missing browser fails: the browser tests must run there."""
+    missing browser fails: the browser tests must run there.
+
+    Module-scoped, not session-scoped: while Playwright's sync API is open, the main thread has a running
+    event loop, and Prefect's sync calls in later test modules would return coroutines."""
     import shutil
 
     missing = None

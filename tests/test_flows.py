@@ -67,7 +67,7 @@ def test_stage_order_comes_from_dvc_yaml(dvc_project):
     assert order[:2] == STAGES and sorted(order) == sorted(declared)
     assert dvc_ops.select_stages(root, ["preprocess", "download"]) == STAGES
     assert dvc_ops.upstream_stages(root, "preprocess") == ["download"]
-    assert dvc_ops.uncached_outs(root, "preprocess") == ["metrics/data.json"]
+    assert dvc_ops.uncached_outs(root, "preprocess") == ["metrics/data.json", "metrics/summary/data.json"]
     with pytest.raises(ConfigError, match=r"\['dowload'\] are not in dvc.yaml"):
         dvc_ops.select_stages(root, ["dowload"])
 
