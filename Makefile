@@ -16,7 +16,8 @@ export PYTHONUNBUFFERED := 1
 # Stage commands (`python -m pipeline.x`) must run on the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro repro-paper test test-fast lint format lock mlflow-ui clean prefect-up prefect-down
+.PHONY: setup repro repro-paper test test-fast lint format lock mlflow-ui clean prefect-up prefect-down \
+	browser plots-template ui-check demo
 
 setup: $(STAMP)
 
@@ -35,11 +36,24 @@ repro: setup
 repro-paper: setup
 	$(VENV)/bin/dvc exp run $$($(PY) -m pipeline.profile paper) $(addprefix -S ,$(SET))
 
-test: setup
+test: setup browser
 	$(VENV)/bin/pytest
 
-test-fast: setup
+test-fast: setup browser
 	$(VENV)/bin/pytest -m "not slow"
+
+# Debian's Chromium for the browser tests (tests/test_demo.py, tests/test_plots_page.py) and `make ui-check`,
+# installed when missing (root, or sudo). Without it the browser tests skip, except under CI=true, where
+# they fail: CI runs them.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$sudo apt-get install -y -qq --no-install-recommends chromium > /dev/null; } \
+	  || { echo "could not install chromium: the browser tests will be skipped"; [ -z "$$CI" ]; }; \
+	fi
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -55,8 +69,24 @@ lock: setup
 	  echo "# Regenerate: make lock"; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^sisgan'; } > requirements.lock
 
+# MLflow 3.17 opens experiments in its GenAI view unless the address asks for the training view.
 mlflow-ui: setup
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port 5000
+
+# Try a model in the browser: a page on http://127.0.0.1:8765/ (MODEL: a folder or models:/<name>@<alias>).
+MODEL ?= models
+demo: setup
+	$(VENV)/bin/sisgan demo --model $(MODEL)
+
+# The MLflow UI and the demo page as a user sees them, checked in headless Chromium; writes docs/images/*.png.
+ui-check: setup browser
+	$(PY) docs/ui_check.py
+
+# Rebuild .dvc/html/plots.html (the offline `dvc plots show` page) from the npm packages pinned beside it.
+plots-template:
+	npm ci --prefix .dvc/html --no-audit --no-fund
+	$(PY) .dvc/html/build.py
 
 clean:
 	rm -rf .pytest_cache .ruff_cache

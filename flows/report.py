@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flows.outcome import StageOutcome
+from sisgan.tracking import TRAINING_VIEW_QUERY, run_page
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves a local tracking store
@@ -126,14 +127,15 @@ def _flat(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
 def _run_link(run: Mapping[str, Any], ui: str | None) -> str:
     run_id = run["run_id"]
     if ui and run.get("experiment_id") is not None:
-        return f"[`{run_id[:8]}`]({ui}/#/experiments/{run['experiment_id']}/runs/{run_id})"
+        return f"[`{run_id[:8]}`]({ui}/{run_page(str(run['experiment_id']), run_id)})"
     return f"`runs:/{run_id}`"
 
 
 def _model_link(model: Mapping[str, Any], ui: str | None) -> str:
     label = f"{model['name']} v{model['version']}" + (f" @{model['alias']}" if model.get("alias") else "")
     if ui and model.get("version") is not None:
-        return f"[{label}]({ui}/#/models/{model['name']}/versions/{model['version']})"
+        route = f"#/models/{model['name']}/versions/{model['version']}?{TRAINING_VIEW_QUERY}"
+        return f"[{label}]({ui}/{route})"
     return f"`models:/{model['name']}/{model['version']}`"
 
 

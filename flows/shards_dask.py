@@ -19,14 +19,13 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from pipeline.common import load_params, raw_dir, section, shard_dir, write_json
+from pipeline.common import load_params, raw_dir, section, shard_dir
 from pipeline.preprocess import data_metrics
+from pipeline.summary import write_metrics
 from sisgan.config import DataConfig
 from sisgan.data.shards import ShardResult, ShardTask, plan_shards, write_manifest, write_shard
 from sisgan.data.sources import source_items
 from sisgan.errors import DataError
-
-METRICS_FILE = "metrics/data.json"
 
 
 class DaskOptions(BaseModel):
@@ -80,14 +79,14 @@ def write_one(shard: ShardTask) -> ShardResult:
 
 @task(name="write-manifest", cache_policy=NO_CACHE, persist_result=False)
 def finish(root: str, meta: dict[str, Any], results: list[ShardResult]) -> dict[str, int]:
-    """Manifest and metrics/data.json, as the preprocess stage writes them."""
+    """Manifest and metrics/data.json (+ its summary), as the preprocess stage writes them."""
     if not any(r.rows for r in results):
         reasons = sorted({rej["reason"] for r in results for rej in r.rejected})[:3]
         raise DataError(f"every input image was rejected (e.g. {reasons}); check the raw data in data/raw.")
     manifest = write_manifest(
         meta["out"], meta["dataset"], meta["load_size"], meta["image_format"], results, meta["extra"]
     )
-    write_json(Path(root) / METRICS_FILE, data_metrics(meta["dataset"], manifest))
+    write_metrics("data", data_metrics(meta["dataset"], manifest), root)
     return {split: s["rows"] for split, s in manifest["splits"].items()}
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import time
 
-from pipeline.common import cli, section, shard_dir, stage_params, write_json
+from pipeline.common import cli, section, shard_dir, stage_params
+from pipeline.summary import write_metrics
 from sisgan.config import DataConfig, EvalConfig, TrackingConfig, resolve_device
 from sisgan.data.shards import load_split
 from sisgan.eval.evaluate import (
@@ -59,7 +60,7 @@ def main() -> None:
             "primary": primary,
             **results,
         }
-        write_json("metrics/eval.json", report)
+        write_metrics("eval", report)
         k = min(cfg.grid_rows, len(outputs))
         cfs = ground_truth(ctx)["counterfactual"][:k] if ctx.synthetic else None
         caption_rows(ctx.sources[:k], ctx.captions[:k], outputs[:k], cfs).save(GRID)
@@ -69,6 +70,7 @@ def main() -> None:
         run.log_metrics({"seconds": seconds})
         run.log_artifact("metrics/eval.json")
         run.log_artifact(GRID)
+        run.log_image(GRID, "eval_grid")
     add_to_run_record("evaluate", {"seconds": seconds})
     print(f"evaluate: {primary['name']} = {primary['value']:.4f} ({seconds:.1f} s)")
     print(

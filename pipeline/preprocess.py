@@ -6,7 +6,8 @@ import os
 
 from tqdm import tqdm
 
-from pipeline.common import cli, raw_dir, section, shard_dir, stage_params, write_json
+from pipeline.common import cli, raw_dir, section, shard_dir, stage_params
+from pipeline.summary import write_metrics
 from sisgan.config import DataConfig
 from sisgan.data.shards import build_shards
 from sisgan.data.sources import source_items
@@ -46,7 +47,7 @@ def main() -> None:
             progress=bar.update,
         )
     counts = {split: s["rows"] for split, s in manifest["splits"].items()}
-    write_json("metrics/data.json", data_metrics(dataset, manifest))
+    write_metrics("data", data_metrics(dataset, manifest))
     print(f"preprocess: {counts} rows, {len(manifest['rejected'])} rejected -> {out}")
     for rej in manifest["rejected"][:10]:
         print(f"  rejected {rej['image_id']}: {rej['reason']}")

@@ -10,7 +10,8 @@ import json
 
 from tqdm import tqdm
 
-from pipeline.common import cli, section, shard_dir, stage_params, write_json
+from pipeline.common import cli, section, shard_dir, stage_params
+from pipeline.summary import write_metrics
 from sisgan.config import DataConfig, TextConfig, TrackingConfig, resolve_device
 from sisgan.data.shards import load_split
 from sisgan.eval.plots import line_png, write_csv
@@ -62,7 +63,7 @@ def main() -> None:
             "t2i_r1_over_chance": final["t2i_r1"] / final["chance_r1"],
             "train_seconds": sum(r["seconds"] for r in history),
         }
-        write_json("metrics/text.json", metrics)
+        write_metrics("text", metrics)
         write_csv("plots/pretrain_text.csv", history)
         panels = {"ranking loss": ["loss"], "test recall (text->image)": ["t2i_r1", "t2i_r5", "t2i_r10"]}
         line_png("plots/pretrain_text.png", history, "epoch", panels, title=f"pretrain_text on {dataset}")

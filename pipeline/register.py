@@ -2,7 +2,9 @@
 
 The version gets alias `challenger`; alias `champion` moves to it only when it beats the current champion
 on the evaluation's primary metric (the first version becomes champion). The metric is stored as tags on
-each version, so later comparisons read the registry alone and never depend on run lookups.
+each version, so later comparisons read the registry alone and never depend on run lookups. The version's
+description (shown on its page in the MLflow UI) holds the evaluation's headline and links to the runs of
+the stages that made it.
 
 Each version is also tagged with a SHA-256 of its weights (generator.pt + every file of models/text/):
 weights the registry already holds are not registered again, whatever their new evaluation says; the
@@ -24,15 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.common import cli, section, stage_params, write_json
+from pipeline.summary import eval_summary
 from sisgan.config import RegisterConfig, TrackingConfig
 from sisgan.errors import ConfigError, DataError
-from sisgan.tracking import add_to_run_record
+from sisgan.tracking import RUNS_DIR, add_to_run_record, run_page
 
 GENERATOR = Path("models/gan/generator.pt")
 TEXT_DIR = Path("models/text")
 EVAL_METRICS = Path("metrics/eval.json")
 OUT = Path("models/registered.json")
 CHAMPION, CHALLENGER = "champion", "challenger"
+LINKED_STAGES = ("pretrain_text", "train_gan", "evaluate")  # their runs are linked from the description
 # Model-version tags holding the primary metric.
 TAG_NAME, TAG_VALUE, TAG_HIGHER = "sisgan.primary_metric", "sisgan.primary_value", "sisgan.higher_is_better"
 TAG_WEIGHTS = "sisgan.weights_sha256"  # model-version tag: what weights the version holds
@@ -126,6 +130,48 @@ def decide(
     return Decision(False, f"{new.name} {new.value:.4g} does not beat {where} ({champion.value:.4g})")
 
 
+# Section: the version's description (pure).
+
+
+def run_link(name: str, experiment_id: str, run_id: str) -> str:
+    """A Markdown link to a run page; relative to the UI's address, so it works wherever the UI is served."""
+    return f"[{name}]({run_page(experiment_id, run_id)})"
+
+
+def stage_runs(root: str | Path = ".") -> dict[str, tuple[str, str]]:
+    """stage -> (experiment id, run id) from runs/<stage>.json, for the stages that were tracked here."""
+    out = {}
+    for stage in LINKED_STAGES:
+        path = Path(root) / RUNS_DIR / f"{stage}.json"
+        try:
+            record = json.loads(path.read_text())
+            out[stage] = (str(record["experiment_id"]), str(record["run_id"]))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            continue  # not run on this machine, or tracking was off
+    return out
+
+
+def describe(
+    dataset: str,
+    primary: Primary,
+    headline: dict[str, float],
+    decision: Decision,
+    runs: dict[str, tuple[str, str]],
+) -> str:
+    """Markdown for the model version's description: the headline figures, the decision, the runs."""
+    lines = [
+        f"**{primary.name} = {primary.value:.4g}** on {dataset} (the primary metric; "
+        f"{'higher' if primary.higher_is_better else 'lower'} is better).",
+    ]
+    if headline:
+        lines += ["", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {k} | {v:.4g} |" for k, v in headline.items()]
+    lines += ["", f"Alias decision: {decision.reason}."]
+    if runs:
+        lines += ["", "Runs: " + " · ".join(run_link(stage, *ids) for stage, ids in runs.items())]
+    return "\n".join(lines)
+
+
 # Section: the registry.
 
 
@@ -181,6 +227,7 @@ def register(
     cfg: RegisterConfig,
     dataset: str,
     experiment: str,
+    headline: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Log, register and (maybe) promote; returns the record written to models/registered.json."""
     import mlflow
@@ -198,7 +245,9 @@ def register(
             run.set_tags({"sisgan.model": f"{model_name}/{existing.version}", "sisgan.decision": "unchanged"})
             return _reused(client, existing, model_name, primary)
         # MLflow metric names allow letters, digits and _-./ and spaces only.
-        run.log_metrics({"eval." + re.sub(r"[^\w\-./ ]", "_", primary.name): primary.value})
+        headline = headline or {}
+        shown = {primary.name: primary.value, **headline}
+        run.log_metrics({"eval." + re.sub(r"[^\w\-./ ]", "_", k): v for k, v in shown.items()})
         bundle = write_bundle(Path(tmp) / "bundle", generator, text_dir)
         info = log_pyfunc(bundle, model_metadata={"dataset": dataset, "primary_metric": primary.name})
         before, before_primary = current_champion(client, model_name)
@@ -209,6 +258,10 @@ def register(
         decision = decide(primary, before_primary, before, cfg.min_delta)
         if decision.promote:
             client.set_registered_model_alias(model_name, CHAMPION, version)
+        runs = {**stage_runs(), "register": (str(run.experiment_id), str(run.run_id))}
+        client.update_model_version(
+            model_name, version, description=describe(dataset, primary, headline, decision, runs)
+        )
         role = CHAMPION if decision.promote else CHALLENGER
         run.set_tags({"sisgan.model": f"{model_name}/{version}", "sisgan.decision": role})
         before_value = before_primary.value if before_primary else None
@@ -246,11 +299,11 @@ def main() -> None:
         )
     check_inputs()
     primary = read_primary()
+    headline = eval_summary(json.loads(EVAL_METRICS.read_text()))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per input-example check
     name = cfg.model_name or f"sisgan-{dataset}"
-    record = register(
-        GENERATOR, TEXT_DIR, primary, name, cfg, dataset, tracking.experiment or f"sisgan-{dataset}"
-    )
+    experiment = tracking.experiment or f"sisgan-{dataset}"
+    record = register(GENERATOR, TEXT_DIR, primary, name, cfg, dataset, experiment, headline)
     write_json(OUT, record)
     reg = {"name": name, "version": record["version"], "alias": record["decision"]}
     add_to_run_record("register", {"registered_model": reg})

@@ -14,6 +14,7 @@ import json
 import os
 
 from pipeline.common import cli, section, stage_params
+from pipeline.summary import write_metrics
 from sisgan.config import DataConfig, GANConfig, TrackingConfig, resolve_device
 from sisgan.tracking import stage_run
 from sisgan.train.distributed import init_from_env, shutdown
@@ -39,6 +40,7 @@ def main() -> None:
     finally:
         shutdown(dist)
     if metrics:
+        write_metrics("train", metrics)
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
         print(f"train_gan: {json.dumps(shown)}")
 

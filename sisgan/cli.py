@@ -3,6 +3,7 @@
     sisgan manipulate --model models:/sisgan-synth-birds@champion --image bird.jpg \\
         --text "a bird with a red head" --text "a bird with blue wings" --out out.png [--grid]
     sisgan info --model models/
+    sisgan demo --model models:/sisgan-synth-birds@champion      # a web page on http://127.0.0.1:8765/
 
 Errors caused by the input (unreadable image, empty text, unknown model) are one `error: ...` line on
 stderr and exit code 2. Only argparse is imported up front, so `sisgan --help` answers at once.
@@ -188,6 +189,40 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(json.dumps({"model": args.model, **m.info()}, indent=2))
 
 
+def _default_examples(model: str) -> Path | None:
+    """data/shards/<dataset> of the project in the current folder, for a model named sisgan-<dataset>."""
+    shards = Path("data/shards")
+    match = re.search(r"sisgan-([\w.-]+?)(?:[@/]|$)", model)
+    names = [match.group(1)] if match else []
+    if Path("params.yaml").is_file():
+        import yaml
+
+        dataset = (yaml.safe_load(Path("params.yaml").read_text()) or {}).get("dataset")
+        names += [dataset] if isinstance(dataset, str) else []
+    found = [shards / n for n in names if (shards / n / "manifest.json").is_file()]
+    return found[0] if found else None
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from sisgan.demo import DemoApp, load_examples, make_server
+
+    folder = Path(args.examples) if args.examples else _default_examples(args.model)
+    examples = load_examples(folder, args.n_examples) if folder else []
+    m = _load(args.model, args.device)
+    try:
+        server = make_server(DemoApp(m, args.model, examples), args.host, args.port)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try --port 0.") from None
+    host, port = server.server_address[:2]
+    where = f"{len(examples)} example images from {folder}" if examples else "no example images (--examples)"
+    print(f"sisgan demo: {args.model} with {where}", file=sys.stderr)
+    print(f"serving on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 # Section: argument parsing.
 
 
@@ -224,6 +259,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help=model_help)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="try a model in the browser: a local web page")
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument(
+        "--examples",
+        default=None,
+        help="test images to choose from: a folder of images or data/shards/<dataset> "
+        "(default: the project's shards of the model's dataset, when present)",
+    )
+    p.add_argument("--n-examples", type=_positive, default=12, help="how many example images (default 12)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -17,6 +17,19 @@ from typing import Any
 from sisgan.io import write_json
 
 PARENT_RUN_ENV = "SISGAN_MLFLOW_PARENT_RUN_ID"  # set by the Prefect flow: stage runs nest under it
+# The MLflow UI (3.x) picks an experiment's view from this tag; without it, it guesses and opens the GenAI
+# view (traces, prompts), where training runs, their metric charts and images are one toggle away.
+EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+# MLflow 3.17's UI ignores that tag: a switch (GenAI | Model training) picks the view, from this query
+# parameter or else the browser's last choice (GenAI at first). Links the project writes carry it.
+TRAINING_VIEW_QUERY = "workflowType=machine_learning"
+
+
+def run_page(experiment_id: str, run_id: str) -> str:
+    """The UI route of a run page in the training view, relative to the UI's address (`<ui>/` + this)."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW_QUERY}"
+
+
 RUNS_DIR = "runs"  # runs/<stage>.json: the MLflow run id of each stage's last run (not tracked by git/DVC)
 
 
@@ -45,6 +58,7 @@ class Tracker:
     """The slice of MLflow the stages use. The base class is the no-op used when tracking is off."""
 
     run_id: str | None = None
+    experiment_id: str | None = None
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
 
@@ -53,6 +67,9 @@ class Tracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
 
     def log_artifacts(self, folder: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def log_image(self, path: str | Path, key: str, step: int | None = None) -> None:
+        """An image shown on the run page's charts (a step slider when logged at several steps)."""
 
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
@@ -79,19 +96,35 @@ class MlflowTracker(Tracker):
     def log_artifacts(self, folder: str | Path, artifact_path: str | None = None) -> None:
         self.mlflow.log_artifacts(str(folder), artifact_path)
 
+    def log_image(self, path: str | Path, key: str, step: int | None = None) -> None:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            self.mlflow.log_image(image.convert("RGB"), key=key, step=step)
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.mlflow.set_tags(dict(tags))
 
 
 def ensure_experiment(mlflow: Any, name: str, root: str | Path = ".") -> str:
-    """Experiment id for `name`, created with an explicit artifact location when tracking is local."""
+    """Experiment id for `name`, created with an explicit artifact location when tracking is local.
+
+    The experiment is marked as a model-training one (EXPERIMENT_KIND_TAG), so the MLflow UI opens it on
+    its runs and charts; an experiment whose kind someone already chose keeps that choice.
+    """
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # made before this tag was set, or by hand
+            mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
         return exp.experiment_id
     local = not os.environ.get("MLFLOW_TRACKING_URI") or os.environ["MLFLOW_TRACKING_URI"].startswith(
         "sqlite"
     )
-    return mlflow.create_experiment(name, artifact_location=artifact_root(root) if local else None)
+    return mlflow.create_experiment(
+        name,
+        artifact_location=artifact_root(root) if local else None,
+        tags={EXPERIMENT_KIND_TAG: TRAINING_KIND},
+    )
 
 
 @contextlib.contextmanager

@@ -137,3 +137,56 @@ class Project:
 def project(tmp_path):
     """A copy of the project's code and pipeline files in tmp_path with tiny params (see Project)."""
     return Project(tmp_path / "proj")
+
+
+# Section: a headless Chromium for the browser tests (Debian's package; `make test` installs it).
+
+CHROMIUM = os.environ.get("SISGAN_CHROMIUM", "/usr/bin/chromium")
+# Offline and quiet: without the background-networking flags Chromium tries Google's hosts at every start.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A Playwright Browser on the system Chromium. Skipped without one, except in CI (CI=true), where a
+    missing browser fails: the browser tests must run there.
+
+    Module-scoped, not session-scoped: while Playwright's sync API is open, the main thread has a running
+    event loop, and Prefect's sync calls in later test modules would return coroutines."""
+    import shutil
+
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "playwright is not installed (make setup)"
+    if missing is None and not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        missing = f"no Chromium at {CHROMIUM} (make browser installs Debian's chromium)"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}; CI must run the browser tests.")
+        pytest.skip(missing)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page (own context) with short timeouts, so a broken page fails fast instead of hanging."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(20_000)
+    pg = context.new_page()
+    pg.errors = []  # uncaught exceptions in the page's scripts
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    yield pg
+    context.close()

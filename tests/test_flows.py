@@ -68,7 +68,7 @@ def test_stage_order_comes_from_dvc_yaml(dvc_project):
     # The params check comes first in any selection: --single-item would skip it.
     assert dvc_ops.select_stages(root, ["preprocess", "download"]) == ["validate", *STAGES]
     assert dvc_ops.upstream_stages(root, "preprocess") == ["download", "validate"]
-    assert dvc_ops.uncached_outs(root, "preprocess") == ["metrics/data.json"]
+    assert dvc_ops.uncached_outs(root, "preprocess") == ["metrics/data.json", "metrics/summary/data.json"]
     with pytest.raises(ConfigError, match=r"\['dowload'\] are not in dvc.yaml"):
         dvc_ops.select_stages(root, ["dowload"])
 
@@ -189,8 +189,10 @@ def test_report_shows_metrics_runs_and_models():
     assert {s: r["run_id"] for s, r in find_runs(docs).items()} == {"train_gan": RUN_A, "evaluate": RUN_B}
     md = render_report("t", outcomes, docs, {"gan.epochs": 2}, None, "http://127.0.0.1:5000", "http://ui")
     assert "| train_gan | ran | [sisgan-stage/train-gan](http://ui/runs/flow-run/f-1) | 61.0 s |" in md
-    assert f"(http://127.0.0.1:5000/#/experiments/3/runs/{RUN_A})" in md and f"`runs:/{RUN_B}`" in md
-    assert "[sisgan-synth-birds v4](http://127.0.0.1:5000/#/models/sisgan-synth-birds/versions/4)" in md
+    view = "?workflowType=machine_learning"  # MLflow's training view
+    assert f"(http://127.0.0.1:5000/#/experiments/3/runs/{RUN_A}{view})" in md and f"`runs:/{RUN_B}`" in md
+    ui = "http://127.0.0.1:5000"
+    assert f"[sisgan-synth-birds v4]({ui}/#/models/sisgan-synth-birds/versions/4{view})" in md
     assert "| fid | 12.35 |" in md and "| train_images | 36 |" in md and "`gan.epochs` = `2`" in md
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tiny_bundle import IMAGE_SIZE, make_models, photo
 
-from pipeline.register import Primary, decide, read_primary
+from pipeline.register import Decision, Primary, decide, describe, read_primary, stage_runs
 from sisgan.config import RegisterConfig
 from sisgan.errors import ConfigError, DataError
 
@@ -90,6 +90,28 @@ def test_register_config_checks_the_name():
         RegisterConfig.from_dict({"alias": "x"})
 
 
+def test_description_has_the_headline_the_decision_and_run_links(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "evaluate.json").write_text(json.dumps({"run_id": "r-eval", "experiment_id": "4"}))
+    (runs / "train_gan.json").write_text("{broken")  # unreadable records are left out, not an error
+    found = stage_runs(tmp_path)
+    assert found == {"evaluate": ("4", "r-eval")}
+    text = describe(
+        "synth-birds",
+        Primary("edit_score", 0.46481, True),
+        {"edit_score": 0.4648, "attr_acc": 0.5857},
+        Decision(True, "no champion yet: the first version becomes champion"),
+        {**found, "register": ("4", "r-reg")},
+    )
+    assert text.startswith("**edit_score = 0.4648** on synth-birds")
+    assert "| attr_acc | 0.5857 |" in text and "Alias decision: no champion yet" in text
+    view = "?workflowType=machine_learning"
+    links = f"[evaluate](#/experiments/4/runs/r-eval{view}) · [register](#/experiments/4/runs/r-reg{view})"
+    assert links in text
+    assert "| metric |" not in describe("cub", Primary("mp", 0.3, True), {}, Decision(False, "x"), {})
+
+
 # Section: against a real (temporary) registry.
 
 
@@ -127,6 +149,11 @@ def test_champion_moves_only_to_a_better_version(tracking, tmp_path):
     mv = mlflow.MlflowClient().get_model_version(name, "2")
     assert Primary.from_tags(dict(mv.tags)) == Primary(ACC, 0.4, True)
     assert mv.run_id == worse["run_id"]
+    # Its description, shown on the version's page: the headline, the decision, a link to its run.
+    assert mv.description.startswith(f"**{ACC} = 0.4**")
+    assert "does not beat champion v1" in mv.description
+    experiment = mlflow.get_run(mv.run_id).info.experiment_id
+    assert f"[register](#/experiments/{experiment}/runs/{mv.run_id}" in mv.description
     assert Manipulator.load(f"models:/{name}@champion").manipulate(photo(), "a red bird").size == (
         IMAGE_SIZE,
         IMAGE_SIZE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,8 @@ def test_download_then_preprocess_writes_shards_and_metrics(project):
     assert load_split(project.root / "data/shards/synth-birds", "test").images.shape[1:] == (20, 20, 3)
     metrics = json.loads((project.root / "metrics/data.json").read_text())
     assert metrics["train_images"] == manifest["splits"]["train"]["rows"]
+    summary = json.loads((project.root / "metrics/summary/data.json").read_text())
+    assert summary == {"n_train": metrics["train_images"], "n_test": metrics["test_images"], "rejected": 0}
 
 
 @pytest.mark.parametrize("dataset", ["cub", "flowers"])
@@ -99,6 +102,21 @@ def test_pretrain_text_stage_outputs_and_mlflow_run(project):
     assert "t2i_r1" in logged.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run["run_id"], "text_encoder")}
     assert "text_encoder/weights.pt" in artifacts
+    # The experiment opens in MLflow's model-training view.
+    tags = client.get_experiment(run["experiment_id"]).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert set(json.loads((root / "metrics/summary/text.json").read_text())) == {"t2i_r1", "t2i_r10"}
+
+
+def logged_images(client: Any, run_id: str) -> dict[str, list[int]]:
+    """key -> steps of the images a run logged with mlflow.log_image (images/<key>+step+<n>+....png)."""
+    found: dict[str, list[int]] = {}
+    for a in client.list_artifacts(run_id, "images"):
+        name = a.path.split("/")[-1]
+        if name.endswith(".png") and "+step+" in name:
+            key, rest = name.split("+step+", 1)
+            found.setdefault(key, []).append(int(rest.split("+", 1)[0]))
+    return {k: sorted(v) for k, v in found.items()}
 
 
 @pytest.mark.slow
@@ -127,8 +145,9 @@ def test_train_gan_and_evaluate_stages_resume_and_signal(project):
     run = json.loads((root / "runs/train_gan.json").read_text())
     client = mlflow.MlflowClient(tracking_uri=run["tracking_uri"])
     assert len(client.get_metric_history(run["run_id"], "d_real")) == 2
-    samples = [a.path for a in client.list_artifacts(run["run_id"], "samples")]
-    assert samples == ["samples/epoch_0001", "samples/epoch_0002"]
+    # The sample grid of every epoch, shown on the run page with a step slider, and the loss curves.
+    assert logged_images(client, run["run_id"]) == {"samples": [1, 2]}
+    assert set(json.loads((root / "metrics/summary/train.json").read_text())) == {"img_per_s"}
 
     # More epochs: the stage resumes from the checkpoint instead of starting over.
     project.set_params({"gan": {"epochs": 3}})
@@ -172,6 +191,10 @@ def test_train_gan_and_evaluate_stages_resume_and_signal(project):
     assert "skipped" in report["model"]["fid"]
     assert 0 <= report["model"]["counterfactual"]["attribute_accuracy"] <= 1
     assert (root / "plots/eval_grid.png").stat().st_size > 1000
+    summary = json.loads((root / "metrics/summary/eval.json").read_text())
+    assert summary["edit_score"] == pytest.approx(report["model"]["counterfactual"]["edit_score"], rel=1e-3)
+    run = json.loads((root / "runs/evaluate.json").read_text())
+    assert logged_images(client, run["run_id"]) == {"eval_grid": [0]}
 
 
 def _descendants(pid: int) -> list[int]:

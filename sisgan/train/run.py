@@ -17,7 +17,6 @@ import numpy as np
 from sisgan.config import GANConfig
 from sisgan.data.images import center_crop
 from sisgan.data.shards import SplitData, load_split
-from sisgan.io import write_json
 from sisgan.tracking import Tracker
 from sisgan.train.distributed import DistInfo
 from sisgan.train.gan import LOSS_KEYS, GanData, Hooks, Trainer, fit
@@ -34,7 +33,6 @@ class GanFiles:
     root: str | Path = "data"  # data.root
     text_model: Path = Path("models/text")
     model_dir: Path = Path("models/gan")
-    metrics: Path = Path("metrics/train.json")
     plots: Path = Path("plots")
 
     @property
@@ -107,8 +105,8 @@ def train_and_export(
     run: Tracker,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train (resuming files.checkpoint when compatible), export the generator, write metrics and plots.
-    Returns the metrics (rank 0; other ranks return {})."""
+    """Train (resuming files.checkpoint when compatible), export the generator, write the plots.
+    Returns the metrics for metrics/train.json (rank 0; other ranks return {})."""
     from tqdm import tqdm
 
     trainer = Trainer(cfg, load_gan_data(files, cfg), seed=seed, device=device, dist=dist)
@@ -135,7 +133,6 @@ def train_and_export(
     plots.final(history)
     run.log_artifact(export_generator(trainer, files), "generator")
     metrics = train_metrics(history, dist.world_size)
-    write_json(files.metrics, metrics)
     # Per-epoch losses are already logged with their step; add only the run's totals.
     totals = {"epochs_total": "epochs", "train_seconds": "train_seconds"}
     run.log_metrics({n: metrics[k] for n, k in (totals | {"median_images_per_s": "images_per_s"}).items()})
@@ -177,7 +174,7 @@ class _Plots:
         if grid is not None:
             self.grid(grid)
             if self.run.run_id:
-                self.run.log_artifact(self.samples, f"samples/epoch_{row['epoch']:04d}")
+                self.run.log_image(self.samples, "samples", step=row["epoch"])
 
     def final(self, history: list[dict[str, Any]]) -> None:
         """Also when the run only resumed a finished checkpoint (no epoch ran)."""
@@ -192,3 +189,4 @@ class _Plots:
         write_csv(self.csv, history)
         line_png(self.png, history, "epoch", panels, title=f"train_gan on {self.dataset}")
         self.run.log_artifact(self.png)
+        self.run.log_artifact(self.samples)  # the last grid; every epoch's: images/samples+step+N
