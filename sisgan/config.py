@@ -108,14 +108,20 @@ class DataConfig(Config):
     SECTION: ClassVar[str] = "data"
     root: str = "data"
     archives: str | None = None  # a folder with already-downloaded archives (the offline path)
+    extracted: str | None = None  # a folder holding the dataset already extracted (read in place, not copied)
     load_size: int = 74  # stored square size; training crops image_size out of it
     image_format: Literal["raw", "png"] = "raw"
     shard_rows: int = 1024
     max_pixels: int = 50_000_000  # larger images are rejected (decompression bombs, corrupt headers)
     workers: int = 0  # processes for preprocessing; 0 = one per core
-    verify_counts: bool = True  # check the published split sizes when the full real archives are used
+    verify_counts: bool = True  # check the published split sizes (full archives, or an extracted folder)
 
     def __post_init__(self) -> None:
+        self._require(
+            self.archives is None or self.extracted is None,
+            "extracted",
+            "set data.archives (a folder of archives) or data.extracted (an extracted folder), not both.",
+        )
         self._require(self.load_size >= 16, "load_size", "must be at least 16 pixels.")
         self._require(self.shard_rows >= 1, "shard_rows", "must be at least 1.")
         self._require(self.max_pixels >= 256, "max_pixels", "must be at least 256.")
