@@ -77,11 +77,17 @@ def main() -> None:
     rows, swaps = [], {}
     for name in args.variant or ["paper"]:
         cfg = GANConfig.from_dict(base | parse_variant(name))
-        if cfg.swap_weight and cfg.swap_variants not in swaps:
-            swaps[cfg.swap_variants] = build_swaps(
-                train.images, train.captions, text, cfg.swap_variants, params.get("seed", 0)
+        key = (cfg.swap_variants, cfg.swap_colours)
+        if cfg.swap_weight and key not in swaps:
+            swaps[key] = build_swaps(
+                train.images,
+                train.captions,
+                text,
+                cfg.swap_variants,
+                params.get("seed", 0),
+                colours=cfg.swap_colours,
             )
-        swap_images, swap_features = swaps[cfg.swap_variants] if cfg.swap_weight else (None, None)
+        swap_images, swap_features = swaps[key] if cfg.swap_weight else (None, None)
         data = GanData(
             train.images,
             feats,

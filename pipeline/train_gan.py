@@ -94,7 +94,7 @@ def _train(params, dataset, seed, data_cfg, cfg, tracking, dist, device) -> None
         from sisgan.train.swaps import build_swaps
 
         data.swap_images, data.swap_features = build_swaps(
-            train.images, train.captions, text_model, cfg.swap_variants, seed, log
+            train.images, train.captions, text_model, cfg.swap_variants, seed, log, colours=cfg.swap_colours
         )
     trainer = Trainer(cfg, data, seed=seed, device=device, dist=dist)
     ckpt = Path(f"checkpoints/{dataset}/gan.pt")

@@ -250,6 +250,7 @@ class GANConfig(Config):
     recolour: bool = False  # recon learns from G(recoloured x, t) = x: repaint what the text names
     swap_weight: float = 0.0  # L2 of G(x, colour-swapped t) vs x recoloured alike (sisgan.train.swaps)
     swap_variants: int = 4  # swapped caption + recoloured image pairs per training image
+    swap_colours: Literal["flat", "shaded"] = "flat"  # the pairs' colour model: flat parts | shaded photos
     output: Literal["direct", "residual", "mask", "layers", "regions"] = "direct"  # sisgan.models.generator
     conditioning: Literal["concat", "film"] = "concat"  # "film": the text also modulates each residual block
     # Speed (same maths).
