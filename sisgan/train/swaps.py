@@ -57,7 +57,9 @@ ColourModel = Literal["flat", "shaded"]  # flat parts on a sky (synth-birds) | s
 # 5 lightness levels for the grey ones (CIELAB chroma below _GREY).
 _HUES, _GREY = 24, 12.0
 _MERGE_LAB = 15.0  # CIELAB distance under which two words' colours are one class (shaded)
-_SIGMA_AB, _SIGMA_L = 14.0, 28.0  # soft membership widths of a colour: chroma plane, lightness (shading)
+# Soft membership widths of a colour: chroma plane and lightness (grey colours); hue (degrees) and log
+# chroma ratio (colourful ones, whose lightness is matched at half weight: shading).
+_SIGMA_AB, _SIGMA_L, _SIGMA_HUE, _SIGMA_CHROMA = 14.0, 28.0, 15.0, 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,10 +276,22 @@ def _blend_share(
 
 
 def membership(lab: np.ndarray, colour_lab: np.ndarray) -> np.ndarray:
-    """[..., 3] CIELAB -> [...] soft membership (0-1) of a colour: narrow in chroma, wide in lightness."""
-    d_ab = np.hypot(lab[..., 1] - colour_lab[1], lab[..., 2] - colour_lab[2])
-    d_l = lab[..., 0] - colour_lab[0]
-    w = np.exp(-0.5 * ((d_ab / _SIGMA_AB) ** 2 + (d_l / _SIGMA_L) ** 2))
+    """[..., 3] CIELAB -> [...] soft membership (0-1) of a colour, as shading varies it.
+
+    A shadow or a highlight scales a surface's lightness and chroma together and keeps its hue, so a colourful
+    colour is matched by hue angle (15 degrees), chroma ratio (a factor of about 1.6) and, loosely, lightness;
+    a grey one by its distance in the chroma plane and lightness.
+    """
+    d_l = (lab[..., 0] - colour_lab[0]) / _SIGMA_L
+    chroma, c0 = np.hypot(lab[..., 1], lab[..., 2]), float(np.hypot(colour_lab[1], colour_lab[2]))
+    if c0 < _GREY:
+        d_ab = np.hypot(lab[..., 1] - colour_lab[1], lab[..., 2] - colour_lab[2]) / _SIGMA_AB
+        w = np.exp(-0.5 * (d_ab**2 + d_l**2))
+    else:
+        turn = np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(colour_lab[2], colour_lab[1])
+        d_hue = np.degrees(np.angle(np.exp(1j * turn))) / _SIGMA_HUE
+        d_c = np.log(np.maximum(chroma, 1e-3) / c0) / _SIGMA_CHROMA
+        w = np.exp(-0.5 * (d_hue**2 + d_c**2 + (0.5 * d_l) ** 2))
     return np.where(w > 0.05, w, 0.0)
 
 
