@@ -39,7 +39,7 @@ from sisgan.train import swaps
 NOMINAL: dict[str, tuple[float, float] | str] = {
     **dict.fromkeys(("red", "crimson", "scarlet", "maroon"), (330.0, 20.0)),
     **dict.fromkeys(("orange", "rufous"), (10.0, 45.0)),
-    **dict.fromkeys(("yellow", "gold", "golden"), (35.0, 70.0)),
+    **dict.fromkeys(("yellow", "gold", "golden"), (30.0, 70.0)),
     "olive": (40.0, 90.0),
     "green": (70.0, 170.0),
     **dict.fromkeys(("teal", "turquoise"), (150.0, 210.0)),
@@ -64,7 +64,7 @@ def plausible(word: str, rgb: tuple[float, float, float]) -> bool:
     if kind == "black":
         return v < 0.3
     if kind == "white":
-        return v > 0.7 and s < 0.25
+        return v > 0.65 and s < 0.25
     if kind == "grey":
         return s < 0.2 and 0.2 < v < 0.85
     if kind is None:
@@ -72,8 +72,8 @@ def plausible(word: str, rgb: tuple[float, float, float]) -> bool:
     lo, hi = kind
     hue = h * 360
     in_family = lo <= hue <= hi if lo < hi else (hue >= lo or hue <= hi)
-    if word in ("brown", "tan", "buff", "cream", "maroon", "olive"):
-        return in_family and s > 0.1  # muted colours: any saturation above grey
+    if word in ("brown", "tan", "buff", "cream", "maroon", "olive", "lavender", "pink"):
+        return in_family and s > 0.1  # muted or pale colours: any saturation above grey
     return in_family and s > 0.25
 
 
@@ -275,7 +275,10 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         swatch(dataset, grounded, out / f"swaps_{dataset}_swatch.png")
         flat, shaded = swapped["flat"], swapped["shaded"]
-        shown = [i for i, c in enumerate(shaded.captions[0]) if c not in captions[i]][: args.grid_rows]
+        edited = [i for i, c in enumerate(shaded.captions[0]) if c not in captions[i]]
+        shown = [
+            edited[k] for k in np.linspace(0, len(edited) - 1, args.grid_rows).round().astype(int)
+        ]  # spread
         cells = [
             (images[i], flat.captions[0][i], flat.images[0][i], shaded.captions[0][i], shaded.images[0][i])
             for i in shown
