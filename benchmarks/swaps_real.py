@@ -260,7 +260,7 @@ def main() -> None:
     }
     if box is not None:
         for name, mask in (("object_mask", swaps.object_mask), ("photo_mask", swaps.photo_mask)):
-            on = mask(images)
+            on = np.asarray(mask(images)) > 0.5
             payload[f"{name}_vs_box"] = {
                 "precision": float((on & box).sum() / max(on.sum(), 1)),
                 "recall": float((on & box).sum() / max(box.sum(), 1)),

@@ -157,7 +157,7 @@ def _ground_shaded(
     n = len(images)
     lab = to_lab(images).reshape(n, -1, 3)
     cells = _lab_cells(lab)  # [N, P]
-    on_object = photo_mask(images).reshape(n, -1)
+    on_object = photo_mask(images).reshape(n, -1) > 0.5
     n_cells = _HUES * 6 + 5
     counts = np.stack([np.bincount(c[m], minlength=n_cells) for c, m in zip(cells, on_object, strict=True)])
     # A shaded surface spreads over a few neighbouring cells, so which cells an image shows (the flat model's
@@ -187,16 +187,19 @@ def _ground_shaded(
 
 
 def photo_mask(images: np.ndarray, threshold: float = _OBJECT) -> np.ndarray:
-    """[N, S, S, 3] uint8 -> [N, S, S] bool, the shaded model's object: pixels unlike both ends of their row
-    or of their column, inside the centred ellipse of 0.8 times the half-size (these datasets' photos are
-    centred on the object; backdrops vary in every direction, not only from top to bottom)."""
+    """[N, S, S, 3] uint8 -> [N, S, S] float in [0, 1], the shaded model's object.
+
+    Pixels unlike both ends of their row or of their column (backdrops vary in every direction, not only from
+    top to bottom), weighed by a centred disc that fades from 0.65 to 0.95 of the half-size (these datasets'
+    photos are centred on the object; the fade keeps a recolour from ending in a visible circle).
+    """
     rows = object_mask(images, threshold)
     cols = object_mask(images.transpose(0, 2, 1, 3), threshold).transpose(0, 2, 1)
     s = images.shape[1]
     yy, xx = np.mgrid[0:s, 0:s]
-    centre, radius = (s - 1) / 2, 0.8 * s / 2
-    ellipse = (yy - centre) ** 2 + (xx - centre) ** 2 < radius**2
-    return (rows | cols) & ellipse
+    r = np.hypot(yy - (s - 1) / 2, xx - (s - 1) / 2) / (s / 2)
+    disc = np.clip((0.95 - r) / 0.3, 0.0, 1.0)
+    return (rows | cols) * disc
 
 
 def ground_colours(
