@@ -193,7 +193,7 @@ def grid(rows: list[tuple[np.ndarray, str, np.ndarray, str, np.ndarray]], path: 
         )
         for i, line in enumerate(lines):
             draw.text((xs[-1] + tile + 2 * pad, y + i * 12), line, fill=(0, 0, 0), font=font)
-    canvas.save(path, optimize=True)
+    canvas.quantize(256).save(path, optimize=True)  # a small PNG for docs/images
 
 
 def main() -> None:
