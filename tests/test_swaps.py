@@ -124,19 +124,16 @@ def test_captions_without_colours_are_a_clear_error():
         make_swaps(images, captions, one, 1, 0)
 
 
-def test_synth_birds_pairs_are_unchanged():
+def test_synth_birds_pairs_are_unchanged(tmp_path):
     """The embedded default's trained model depends on these pairs: grounding, object mask, recoloured images
     and swapped captions on a small synth-birds set, bit for bit (hash recorded before the photo mode)."""
     import hashlib
     import json
-    import tempfile
-    from pathlib import Path
 
     from sisgan.train.swaps import object_mask
 
     cfg = SynthConfig(n_images=200, n_classes=30, test_classes=6, captions_per_image=5)
-    with tempfile.TemporaryDirectory() as d:
-        small = load_split(synth_shards(Path(d), cfg, load_size=24, seed=5), "train")
+    small = load_split(synth_shards(tmp_path, cfg, load_size=24, seed=5), "train")
     classes = ground_colours(small.images, small.captions)
     swaps = make_swaps(small.images, small.captions, classes, variants=2, seed=0)
     h = hashlib.sha256()

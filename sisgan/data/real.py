@@ -10,8 +10,8 @@ checks them, and extracts only what preprocessing reads into `data/raw/<dataset>
     source.json   per archive: URL or path, size, md5 seen, and whether a published md5 was matched
 
 With `data.extracted` set, the dataset is already extracted in that layout somewhere else (a folder the user
-has): `index_extracted` copies only the small files (index files, class lists, captions) and records the md5 of
-every image, which preprocess then reads in place (docs/datasets.md states what DVC hashes then).
+has): `index_extracted` copies only the small files (index files, class lists, captions) and records the md5
+of every image, which preprocess then reads in place (docs/datasets.md states what DVC hashes then).
 
 `source_items` lists one SourceItem per indexed image with its 10 captions and its split (the caption
 archive's class split, as in the text-to-image literature).
@@ -258,7 +258,8 @@ def _extracted_root(dataset: str, data: DataConfig) -> Path:
     assert data.extracted is not None
     root = Path(data.extracted)
     if not root.is_dir():
-        raise DataError(f"{dataset}: data.extracted = {data.extracted!r} is not a folder; {_extracted_fix(dataset, data.extracted)}.")
+        fix = _extracted_fix(dataset, data.extracted)
+        raise DataError(f"{dataset}: data.extracted = {data.extracted!r} is not a folder; {fix}.")
     return root.resolve()
 
 
@@ -298,7 +299,8 @@ def index_extracted(dataset: str, data: DataConfig, raw_dir: Path, spec: Dataset
         try:
             captions_src = _caption_root(root)
         except DataError:
-            raise DataError(f"{dataset}: {root} holds no Reed caption folder (trainvalclasses.txt + text_c10/); {fix}.") from None
+            what = "no Reed caption folder (trainvalclasses.txt + text_c10/)"
+            raise DataError(f"{dataset}: {root} holds {what}; {fix}.") from None
         captions = _copy_captions(captions_src, tmp, entries, fix)
         rows, absent, present = [], [], []
         for e in entries:
@@ -358,7 +360,8 @@ def _read_index(path: Path, fix: str) -> dict[int, str]:
             continue
         key, _, value = line.strip().partition(" ")
         if not key.isdigit() or not value:
-            raise DataError(f"{path}:{lineno} is not '<number> <value>': {line!r}; the file is corrupt: {fix}.")
+            what = f"{path}:{lineno} is not '<number> <value>': {line!r}"
+            raise DataError(f"{what}; the file is corrupt: {fix}.")
         out[int(key)] = value.strip()
     return out
 

@@ -70,7 +70,7 @@ def preprocess(
     progress: Callable[[int], None] | None = None,
     runner: Callable[[Sequence[ShardTask]], Sequence[ShardResult]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The preprocess stage: a downloaded dataset -> shards + manifest in out_dir. Returns (manifest, metrics).
+    """The preprocess stage: a downloaded dataset -> shards + manifest in out_dir; returns (manifest, metrics).
 
     runner: how the planned shards are written (default: `workers` local processes; the Dask flow maps them
     over a cluster). Either way the shards, the manifest and the metrics are the same bytes.
