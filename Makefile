@@ -16,7 +16,7 @@ export PYTHONUNBUFFERED := 1
 # Stage commands (`python -m pipeline.x`) must run on the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro repro-paper test test-fast lint format lock mlflow-ui clean prefect-up prefect-down \
+.PHONY: setup repro repro-paper repro-real test test-fast lint format lock mlflow-ui clean prefect-up prefect-down \
 	browser plots-template ui-check demo
 
 setup: $(STAMP)
@@ -35,6 +35,11 @@ repro: setup
 # `make repro-paper SET="dataset=cub data.archives=/data/archives"` adds overrides.
 repro-paper: setup
 	$(VENV)/bin/dvc exp run $$($(PY) -m pipeline.profile paper) $(addprefix -S ,$(SET))
+
+# Real photos on a CPU (docs/datasets.md, "Settings for real photos"): the `photos` profile (sisgan/config.py).
+# `make repro-real SET="dataset=flowers data.extracted=/data/flowers"`; on a GPU, repro-paper.
+repro-real: setup
+	$(VENV)/bin/dvc exp run $$($(PY) -m pipeline.profile photos) $(addprefix -S ,$(SET))
 
 test: setup browser
 	$(VENV)/bin/pytest

@@ -4,7 +4,8 @@ against the ground truth.
     python -m benchmarks.ablation --epochs 10 --variant paper --variant default --variant default,swap=0
 
 A variant is a base, `paper` (the paper profile: sisgan.config.PAPER_RECIPE) or `default` (params.yaml's
-gan section), then comma-separated changes: recon, swap (loss weights), sv (colour-swap sets), lr, kl,
+gan section), then comma-separated changes: recon, swap (loss weights), sv (colour-swap sets), sc (flat |
+shaded: the pairs' colour model), lr, kl,
 batch, out (direct | mask), cond (concat | film).
 
 Trains each variant from the same initialisation on the current shards, cached caption features and edit
@@ -34,6 +35,7 @@ KEYS = {
     "recon": "recon_weight",
     "swap": "swap_weight",
     "sv": "swap_variants",
+    "sc": "swap_colours",
     "lr": "lr",
     "kl": "kl_weight",
     "batch": "batch_size",
@@ -41,7 +43,7 @@ KEYS = {
     "cond": "conditioning",
 }
 # How a variant value is read; every other key is a float weight or rate.
-PARSE = {"batch": int, "sv": int, "out": str, "cond": str}
+PARSE = {"batch": int, "sv": int, "sc": str, "out": str, "cond": str}
 
 
 def parse_variant(text: str, bases: dict[str, dict]) -> dict:
@@ -56,13 +58,14 @@ def parse_variant(text: str, bases: dict[str, dict]) -> dict:
     return out
 
 
-def pairs_for(files: GanFiles, text: TextModel, variants: int, seed: int) -> EditPairs:
-    """The edit_pairs stage's pairs when they have `variants` sets, else built here."""
+def pairs_for(files: GanFiles, text: TextModel, cfg: GANConfig, seed: int) -> EditPairs:
+    """The edit_pairs stage's pairs when they were built with cfg's settings, else built here."""
     train = load_split(files.shards, "train")
     try:
-        return load_pairs(files.pairs, train.image_ids, variants)
+        return load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
     except DataError:
-        return build_pairs(train.image_ids, train.images, train.captions, text, variants, seed)
+        args = (train.image_ids, train.images, train.captions, text, cfg.swap_variants, seed)
+        return build_pairs(*args, cfg.swap_colours)
 
 
 def main() -> None:
@@ -81,9 +84,10 @@ def main() -> None:
     rows, pairs = [], {}
     for name in args.variant or ["paper"]:
         cfg = GANConfig.from_dict(parse_variant(name, bases) | {"epochs": args.epochs})
-        if cfg.swap_weight and cfg.swap_variants not in pairs:
-            pairs[cfg.swap_variants] = pairs_for(files, text, cfg.swap_variants, seed)
-        data = load_gan_data(files, cfg, pairs.get(cfg.swap_variants) if cfg.swap_weight else None)
+        key = (cfg.swap_variants, cfg.swap_colours)
+        if cfg.swap_weight and key not in pairs:
+            pairs[key] = pairs_for(files, text, cfg, seed)
+        data = load_gan_data(files, cfg, pairs.get(key) if cfg.swap_weight else None)
         t0 = time.perf_counter()
         trainer = Trainer(cfg, data, seed=seed)
         fit(trainer, "/tmp/sisgan-ablation.pt")

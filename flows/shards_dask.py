@@ -1,8 +1,9 @@
 """Shard-parallel preprocessing: one Prefect task per Parquet shard, mapped over a Dask cluster.
 
-For datasets larger than one machine comfortably preprocesses. It writes exactly what the `preprocess`
-stage writes (the same sisgan.data.shards functions, the same shard plan), so the DVC hash of the
-output is the same as the single-process stage's; the pipeline flow then records it with `dvc commit`.
+For datasets larger than one machine comfortably preprocesses. It calls the function the `preprocess`
+stage calls (`sisgan.data.sources.preprocess`) with a shard runner that maps the shards over Dask, so it
+writes exactly what the stage writes and the DVC hash of the output is the same; the pipeline flow then
+records it with `dvc commit`.
 Dask workers must see the checkout at the same path (one machine, or a shared filesystem).
 
 Needs the `dask` extra (prefect-dask). Standalone: `python -m flows.shards_dask [address]`.
@@ -10,8 +11,8 @@ Needs the `dask` extra (prefect-dask). Standalone: `python -m flows.shards_dask 
 
 from __future__ import annotations
 
-import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,10 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from pipeline.common import load_params, raw_dir, section, shard_dir
-from pipeline.preprocess import data_metrics
 from pipeline.summary import write_metrics
 from sisgan.config import DataConfig
-from sisgan.data.shards import ShardResult, ShardTask, plan_shards, write_manifest, write_shard
-from sisgan.data.sources import source_items
-from sisgan.errors import DataError
+from sisgan.data.shards import ShardResult, ShardTask, write_shard
+from sisgan.data.sources import preprocess
 
 
 class DaskOptions(BaseModel):
@@ -51,51 +50,28 @@ def dask_runner(options: DaskOptions) -> Any:
     return DaskTaskRunner(cluster_kwargs=cluster)
 
 
-@task(name="plan-shards", cache_policy=NO_CACHE, persist_result=False)
-def plan(root: str) -> tuple[list[ShardTask], dict[str, Any]]:
-    """The stage's shard plan from the checkout's params and raw data; empties the output folder."""
-    params = load_params(Path(root) / "params.yaml")
-    data, dataset = section(params, DataConfig), params["dataset"]
-    items, extra = source_items(dataset, Path(root) / raw_dir(data.root, dataset), data)
-    out = (Path(root) / shard_dir(data.root, dataset)).resolve()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    tasks = plan_shards(items, out, data.load_size, data.image_format, data.max_pixels, data.shard_rows)
-    meta = {
-        "dataset": dataset,
-        "out": str(out),
-        "load_size": data.load_size,
-        "image_format": data.image_format,
-    }
-    return tasks, {**meta, "extra": extra}
-
-
 # Inputs are whole shards of items: hashing them for a cache key would cost more than writing them.
 @task(name="write-shard", cache_policy=NO_CACHE, persist_result=False, retries=1)
 def write_one(shard: ShardTask) -> ShardResult:
     return write_shard(shard)
 
 
-@task(name="write-manifest", cache_policy=NO_CACHE, persist_result=False)
-def finish(root: str, meta: dict[str, Any], results: list[ShardResult]) -> dict[str, int]:
-    """Manifest and metrics/data.json (+ its summary), as the preprocess stage writes them."""
-    if not any(r.rows for r in results):
-        reasons = sorted({rej["reason"] for r in results for rej in r.rejected})[:3]
-        raise DataError(f"every input image was rejected (e.g. {reasons}); check the raw data in data/raw.")
-    manifest = write_manifest(
-        meta["out"], meta["dataset"], meta["load_size"], meta["image_format"], results, meta["extra"]
-    )
-    write_metrics("data", data_metrics(meta["dataset"], manifest), root)
-    return {split: s["rows"] for split, s in manifest["splits"].items()}
+def map_shards(tasks: Sequence[ShardTask]) -> list[ShardResult]:
+    """`sisgan.data.sources.preprocess`'s shard runner: one mapped task per shard, on the flow's runner."""
+    return list(write_one.map(list(tasks)).result())
 
 
 @flow(name="sisgan-shards")
 def write_shards(root: str) -> dict[str, int]:
-    """Plan, write each shard as a mapped task (on the task runner the caller chose), then the manifest."""
-    tasks, meta = plan(root)
-    results = write_one.map(tasks).result()
-    return finish(root, meta, list(results))
+    """The preprocess stage's own function, with each shard written as a mapped task (on the task runner
+    the caller chose); then metrics/data.json, as the stage writes it."""
+    params = load_params(Path(root) / "params.yaml")
+    data, dataset = section(params, DataConfig), params["dataset"]
+    raw = Path(root) / raw_dir(data.root, dataset)
+    out = (Path(root) / shard_dir(data.root, dataset)).resolve()  # workers may run elsewhere: absolute
+    manifest, metrics = preprocess(dataset, raw, data, out, runner=map_shards)
+    write_metrics("data", metrics, root)
+    return {split: s["rows"] for split, s in manifest["splits"].items()}
 
 
 def preprocess_on_dask(root: str | Path, options: DaskOptions | None = None) -> dict[str, int]:

@@ -121,7 +121,7 @@ def stage_params(description: str, argv: list[str] | None = None) -> dict[str, A
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: params.yaml)")
     parser.add_argument(
-        "--profile", choices=PROFILES, default=None, help="a named recipe on top of the file (paper)"
+        "--profile", choices=PROFILES, default=None, help="a named recipe on top of the file (paper, photos)"
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override, repeatable"

@@ -14,6 +14,13 @@ def main() -> None:
     out = raw_dir(data.root, params["dataset"])
     summary = download(params["dataset"], data, section(params, SynthConfig), params.get("seed", 0), out)
     print(f"download: {params['dataset']} -> {out} ({summary.get('images', '?')} images)")
+    if "extracted" in summary:
+        absent = summary["extracted"]["absent"]
+        print(
+            f"  indexed in place from {summary['extracted']['path']} (no image copied)"
+            + (f"; {absent:,} images listed by its index files are absent" if absent else "")
+        )
+        print(f"  split sizes {summary['split_check']}")
 
 
 if __name__ == "__main__":

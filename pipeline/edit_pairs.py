@@ -24,7 +24,13 @@ def main() -> None:
     train = load_split(shard_dir(data.root, dataset), "train")
     variants = cfg.swap_variants if cfg.swap_weight else 0
     pairs = build_pairs(
-        train.image_ids, train.images, train.captions, TextModel.load(TEXT_DIR), variants, seed
+        train.image_ids,
+        train.images,
+        train.captions,
+        TextModel.load(TEXT_DIR),
+        variants,
+        seed,
+        cfg.swap_colours,
     )
     save_pairs(f"data/pairs/{dataset}/{PAIRS_FILE}", pairs)
     pairs_grid(train.images, pairs, "plots/edit_pairs.png")

@@ -61,14 +61,19 @@ def main() -> None:
             "test_images": len(test),
             **{k: v for k, v in final.items() if k not in ("epoch", "seconds")},
             "t2i_r1_over_chance": final["t2i_r1"] / final["chance_r1"],
+            "t2i_r10_over_chance": final["t2i_r10"] / final["chance_r10"],
             "train_seconds": sum(r["seconds"] for r in history),
         }
         write_metrics("text", metrics)
         write_csv("plots/pretrain_text.csv", history)
-        panels = {"ranking loss": ["loss"], "test recall (text->image)": ["t2i_r1", "t2i_r5", "t2i_r10"]}
+        panels = {
+            "ranking loss": ["loss"],
+            "test recall (text->image), R-precision": ["t2i_r1", "t2i_r5", "t2i_r10", "r_precision"],
+        }
         line_png("plots/pretrain_text.png", history, "epoch", panels, title=f"pretrain_text on {dataset}")
         # Per-epoch values are already logged with their step; add only what is new.
-        run.log_metrics({k: metrics[k] for k in ("vocab_size", "t2i_r1_over_chance", "train_seconds")})
+        totals = ("vocab_size", "t2i_r1_over_chance", "t2i_r10_over_chance", "train_seconds")
+        run.log_metrics({k: metrics[k] for k in totals})
         run.log_artifacts(MODEL_DIR, "text_encoder")
         run.log_artifact("plots/pretrain_text.png")
     print(f"pretrain_text: {json.dumps({k: round(v, 4) for k, v in metrics.items()})}")

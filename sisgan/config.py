@@ -114,14 +114,20 @@ class DataConfig(Config):
     SECTION: ClassVar[str] = "data"
     root: str = "data"
     archives: str | None = None  # a folder with already-downloaded archives (the offline path)
+    extracted: str | None = None  # a folder holding the dataset already extracted (read in place, not copied)
     load_size: int = 74  # stored square size; training crops image_size out of it
     image_format: Literal["raw", "png"] = "raw"
     shard_rows: int = 1024
     max_pixels: int = 50_000_000  # larger images are rejected (decompression bombs, corrupt headers)
     workers: int = 0  # processes for preprocessing; 0 = one per core
-    verify_counts: bool = True  # check the published split sizes when the full real archives are used
+    verify_counts: bool = True  # check the published split sizes (full archives, or an extracted folder)
 
     def __post_init__(self) -> None:
+        self._require(
+            self.archives is None or self.extracted is None,
+            "extracted",
+            "set data.archives (a folder of archives) or data.extracted (an extracted folder), not both.",
+        )
         self._require(self.load_size >= 16, "load_size", "must be at least 16 pixels.")
         self._require(self.shard_rows >= 1, "shard_rows", "must be at least 1.")
         self._require(self.max_pixels >= 256, "max_pixels", "must be at least 256.")
@@ -245,6 +251,7 @@ class GANConfig(Config):
     recon_weight: float = 0.0  # L1 reconstruction on the matching-text half of the batch (TAGAN-style)
     swap_weight: float = 0.0  # L2 of G(x, colour-swapped t) vs x recoloured alike (sisgan.train.swaps)
     swap_variants: int = 4  # swapped caption + recoloured image pairs per training image
+    swap_colours: Literal["flat", "shaded"] = "flat"  # the pairs' colour model: flat parts | shaded photos
     output: Literal["direct", "mask"] = "direct"  # "mask": a repaint blended into the source (generator.py)
     conditioning: Literal["concat", "film"] = "concat"  # "film": the text also modulates each residual block
     # Speed (same maths; each measured to help, benchmarks/RESULTS.md).
@@ -341,13 +348,25 @@ PAPER_RECIPE: dict[type[Config], tuple[str, ...]] = {
         *("lr_decay_every", "kl_weight", "flip", "recon_weight", "swap_weight", "output", "conditioning"),
     ),
 }
-PROFILES = ("paper",)
+# Real photos on a CPU (docs/datasets.md, "Settings for real photos"; measured in benchmarks/RESULTS.md): the
+# embedded default's 37 -> 32 crops, a text encoder that reaches 10x chance recall@10 on Oxford-102 in 30
+# epochs, and the shaded colour model for the swap pairs. Combine with `dataset` and the data's location.
+PHOTOS: dict[str, Any] = {
+    "data.load_size": 37,
+    "text.image_size": 32,
+    "text.min_count": 3,
+    "text.epochs": 30,
+    "gan.swap_colours": "shaded",
+}
+PROFILES = ("paper", "photos")
 
 
 def profile_values(name: str) -> dict[str, Any]:
     """{"section.key": value} that a profile sets on top of params.yaml."""
     if name not in PROFILES:
         raise ConfigError(f"profile {name!r} is unknown; choose one of {list(PROFILES)}.")
+    if name == "photos":
+        return dict(PHOTOS)
     return {f"{cls.SECTION}.{key}": getattr(cls(), key) for cls, keys in PAPER_RECIPE.items() for key in keys}
 
 

@@ -16,6 +16,20 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+# The real photos (../shared/data/real/README.md): beside the repository in CI; SISGAN_REAL_DATA points
+# elsewhere (e.g. from a second checkout). Tests that need them skip with one line where they are absent.
+REAL_DATA = Path(os.environ.get("SISGAN_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
+
+
+def real_data(dataset: str) -> Path:
+    folder = REAL_DATA / dataset
+    if not folder.is_dir():
+        pytest.skip(
+            f"no real data at {folder} (../shared/data/real beside the repository, or SISGAN_REAL_DATA)"
+        )
+    return folder
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 

@@ -142,3 +142,47 @@ def test_inference_default_profile_is_the_embedded_default_generator(tmp_path):
     )  # fmt: skip
     (row,) = result["rows"]
     assert row["profile"] == "default" and row["batch"] == 2 and row["latency_ms_median"] > 0
+
+
+@pytest.mark.slow
+def test_preprocess_real_on_an_extracted_folder_toy(tmp_path):
+    from conftest import real_data
+    from test_real_pipeline import flower_slice
+
+    flower_slice(real_data("flowers"), tmp_path / "flowers")
+    result = _run(
+        "benchmarks.preprocess_real", "--extracted", str(tmp_path / "flowers"), "--dataset", "flowers",
+        "--load-size", "20", "24", "--repeats", "1", "--workers", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert result["extracted"]["images"] == 60
+    assert [(r["load_size"], r["images"]) for r in result["rows"]] == [(20, 60), (24, 60)]
+
+
+@pytest.mark.slow
+def test_swaps_real_toy(tmp_path):
+    from conftest import synth_shards
+
+    from sisgan.config import SynthConfig
+
+    cfg = SynthConfig(n_images=400, n_classes=50, test_classes=10, captions_per_image=5)
+    shards = synth_shards(tmp_path / "shards", cfg, 24)
+    images = str(tmp_path / "img")
+    result = _run(
+        "benchmarks.swaps_real",
+        "--shards",
+        str(shards),
+        "--pairs",
+        "40",
+        "--images-out",
+        images,
+        cwd=tmp_path,
+    )
+    assert result["dataset"] == "synth-birds" and result["pairs"] == 40
+    for model in ("flat", "shaded"):
+        assert 0 <= result[model]["within_flat_tolerance"] <= 1 and result[model]["classes"] >= 2
+    # On synth-birds' flat parts the flat model's colours are exact: every word is plausible.
+    assert result["flat"]["plausible"] == result["flat"]["words"]
+    assert {p.name for p in (tmp_path / "img").iterdir()} == {
+        "swaps_synth-birds_swatch.png",
+        "swaps_synth-birds_grid.png",
+    }

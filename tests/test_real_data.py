@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import shutil
 import tarfile
 import threading
 import zipfile
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_data
 from PIL import Image
 
 from sisgan.config import DataConfig
@@ -26,7 +28,7 @@ from sisgan.data import download as dl
 from sisgan.data import real, sources
 from sisgan.data.extract import UnsafeArchiveError, extract
 from sisgan.data.shards import build_shards, load_split
-from sisgan.errors import DataError
+from sisgan.errors import ConfigError, DataError
 
 FAST = dl.FetchOptions(backoff=0.0, progress=False, read_timeout=10)
 
@@ -671,3 +673,147 @@ def test_published_specs_match_the_design():
     assert dict(cub.expected) == {"train": 8855, "test": 2933}
     assert dict(flowers.expected) == {"train": 7034, "test": 1155}
     assert all(a.urls and a.urls[0].startswith("https://") for a in archives.values())
+
+
+# Section: a folder already extracted in the official layout (data.extracted).
+
+
+def extracted_copy(mini: Mini, folder: Path) -> Path:
+    """The miniature as a user has it after extracting the archives by hand (everything, in place)."""
+    folder.mkdir()
+    for name, data in mini.files.items():
+        if name.endswith((".tgz", ".tar.gz")):
+            (folder / name).write_bytes(data)
+            extract(folder / name, folder)
+            (folder / name).unlink()
+        else:
+            (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.mark.parametrize("dataset", ["cub", "flowers"])
+def test_extracted_folder_is_indexed_in_place_and_matches_the_archive_path(tmp_path, server, dataset):
+    mini = MINIS[dataset]()
+    spec = spec_for(dataset, mini, serve(server, mini))
+    folder = extracted_copy(mini, tmp_path / "mine")
+    raw_dir = tmp_path / "data/raw" / dataset
+    data = data_cfg(tmp_path, extracted=str(folder))
+
+    info = real.download(dataset, data, raw_dir, spec=spec)
+    assert server.log == []  # no network
+    assert info["extracted"] == {"path": str(folder.resolve()), "absent": 0, "absent_examples": []}
+    assert info["split_check"].startswith("checked: ")
+    # No image is copied: data/raw holds the small files and the md5 of every image.
+    assert not list(raw_dir.rglob("*.jpg"))
+    index = (raw_dir / real.IMAGE_INDEX).read_text().splitlines()
+    assert len(index) == 1 + sum(mini.counts.values())
+    rel, size, md5 = index[1].split("\t")
+    assert int(size) == (folder / rel).stat().st_size and md5 == _md5((folder / rel).read_bytes())
+
+    shards = _preprocess(dataset, raw_dir, data, tmp_path / "shards")
+    assert [r["image_id"] for r in shards["rejected"]] == [mini.no_caption]  # same validation
+    assert shards["split_check"].startswith("checked: ")
+
+    # The same dataset through the archives gives the same images, captions and splits.
+    archive_raw = tmp_path / "data/raw-archives" / dataset
+    real.download(dataset, data_cfg(tmp_path), archive_raw, spec=spec, options=FAST)
+    _preprocess(dataset, archive_raw, data_cfg(tmp_path), tmp_path / "shards-archives")
+    for split in ("train", "test"):
+        a, b = load_split(tmp_path / "shards", split), load_split(tmp_path / "shards-archives", split)
+        assert a.image_ids == b.image_ids and a.captions == b.captions and a.class_names == b.class_names
+        np.testing.assert_array_equal(a.images, b.images)
+
+
+def test_partial_extracted_copy_is_refused_until_verify_counts_is_false(tmp_path):
+    mini = mini_flowers()
+    spec = dataclasses.replace(
+        spec_for("flowers", mini, {n: () for n in mini.files}), expected_classes={"train": 2, "test": 1}
+    )
+    folder = extracted_copy(mini, tmp_path / "mine")
+    (folder / "jpg/image_00003.jpg").unlink()  # listed by imagelabels.mat, absent here
+    raw_dir = tmp_path / "data/raw/flowers"
+    with pytest.raises(DataError) as err:
+        real.download("flowers", data_cfg(tmp_path, extracted=str(folder)), raw_dir, spec=spec)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("flowers: data.extracted = ")
+    assert "is a partial copy: 4 train / 2 test images in 2 / 1 classes (1 listed images absent)" in msg
+    assert "the published dataset has 5 / 2 images in 2 / 1 classes" in msg
+    assert msg.endswith("set data.verify_counts: false to use this subset as it is.")
+    assert not raw_dir.exists() and not list(raw_dir.parent.glob(".*"))  # nothing half-written
+
+    data = data_cfg(tmp_path, extracted=str(folder), verify_counts=False)
+    info = real.download("flowers", data, raw_dir, spec=spec)
+    assert info["split_check"].startswith(
+        "not checked (data.verify_counts is false): a partial copy: 4 train"
+    )
+    assert info["extracted"]["absent_examples"] == ["jpg/image_00003.jpg"]
+    items, extra = sources.source_items("flowers", raw_dir, data)
+    assert "image_00003" not in {i.image_id for i in items} and len(items) == 6
+    assert extra["split_check"] == info["split_check"]
+    # The stage's own check runs at preprocess too: turning verification back on stops there.
+    with pytest.raises(DataError, match="is a partial copy"):
+        sources.source_items("flowers", raw_dir, data_cfg(tmp_path, extracted=str(folder)))
+
+
+def test_extracted_folder_missing_pieces_are_one_line_errors(tmp_path):
+    mini = mini_cub()
+    spec = spec_for("cub", mini, {n: () for n in mini.files})
+    raw_dir = tmp_path / "data/raw/cub"
+    with pytest.raises(DataError, match=r"^cub: data\.extracted = .* is not a folder; .* CUB_200_2011/"):
+        real.download("cub", data_cfg(tmp_path, extracted=str(tmp_path / "nothing")), raw_dir, spec=spec)
+    folder = extracted_copy(mini, tmp_path / "mine")
+    data = data_cfg(tmp_path, extracted=str(folder))
+    (folder / "CUB_200_2011/image_class_labels.txt").rename(tmp_path / "labels.txt")
+    with pytest.raises(
+        DataError, match=r"^cub: .*CUB_200_2011/image_class_labels\.txt is missing; data\.extracted"
+    ):
+        real.download("cub", data, raw_dir, spec=spec)
+    (tmp_path / "labels.txt").rename(folder / "CUB_200_2011/image_class_labels.txt")
+    shutil.rmtree(folder / "cvpr2016_cub")
+    with pytest.raises(DataError, match=r"^cub: .* holds no Reed caption folder .*; data\.extracted = "):
+        real.download("cub", data, raw_dir, spec=spec)
+    assert not raw_dir.exists()
+    with pytest.raises(ConfigError, match="not both"):
+        data_cfg(tmp_path, extracted=str(folder), archives=str(folder))
+
+
+def test_image_changed_since_download_stops_preprocess(tmp_path):
+    mini = mini_cub()
+    spec = spec_for("cub", mini, {n: () for n in mini.files})
+    folder = extracted_copy(mini, tmp_path / "mine")
+    data = data_cfg(tmp_path, extracted=str(folder))
+    raw_dir = tmp_path / "data/raw/cub"
+    real.download("cub", data, raw_dir, spec=spec)
+    image = next((folder / "CUB_200_2011/images").rglob("Laysan*_0001_*.jpg"))
+    image.write_bytes(_jpeg((1, 2, 3)))
+    with pytest.raises(
+        DataError, match=r"Laysan.*\.jpg has changed since `download` indexed it .*dvc repro -f download"
+    ):
+        _preprocess("cub", raw_dir, data, tmp_path / "shards")
+    assert not (tmp_path / "shards" / "manifest.json").exists()
+    image.unlink()
+    with pytest.raises(DataError, match=r"cannot be read .* since `download` indexed it"):
+        _preprocess("cub", raw_dir, data, tmp_path / "shards")
+    shutil.rmtree(folder)
+    with pytest.raises(
+        DataError, match=r"indexes the extracted folder .*, which is gone; set data\.extracted"
+    ):
+        sources.source_items("cub", raw_dir, data)
+
+
+@pytest.mark.parametrize("dataset", ["flowers", "cub"])
+def test_the_real_folders_in_shared(tmp_path, dataset):
+    """../shared/data/real: flowers is a full copy (the published split passes), CUB a named partial one."""
+    raw_dir = tmp_path / "raw" / dataset
+    data = data_cfg(tmp_path, extracted=str(real_data(dataset)))
+    if dataset == "flowers":
+        info = real.download("flowers", data, raw_dir)
+        assert (
+            info["split_check"] == "checked: 7,034 train / 1,155 test images in 82 / 20 classes, as published"
+        )
+        assert info["images"] == 8189 and not list(raw_dir.rglob("*.jpg"))
+        return
+    with pytest.raises(DataError) as err:
+        real.download("cub", data, raw_dir)
+    assert "is a partial copy: 1,897 train / 964 test images in 34 / 17 classes" in str(err.value)
+    assert "8,855 / 2,933 images in 150 / 50 classes; set data.verify_counts: false" in str(err.value)

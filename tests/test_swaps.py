@@ -123,3 +123,93 @@ def test_captions_without_colours_are_a_clear_error():
     one = [ColourClass(("red",), (200.0, 40.0, 40.0))]
     with pytest.raises(ConfigError, match="at least two colours"):
         make_swaps(images, captions, one, 1, 0)
+
+
+def test_synth_birds_pairs_are_unchanged(tmp_path):
+    """The embedded default's trained model depends on these pairs: grounding, object mask, recoloured images
+    and swapped captions on a small synth-birds set, bit for bit (hash recorded before the photo mode)."""
+    import hashlib
+    import json
+
+    from sisgan.train.swaps import object_mask
+
+    cfg = SynthConfig(n_images=200, n_classes=30, test_classes=6, captions_per_image=5)
+    small = load_split(synth_shards(tmp_path, cfg, load_size=24, seed=5), "train")
+    classes = ground_colours(small.images, small.captions)
+    swaps = make_swaps(small.images, small.captions, classes, variants=2, seed=0)
+    h = hashlib.sha256()
+    h.update(json.dumps([[list(c.words), [round(v, 6) for v in c.rgb]] for c in classes]).encode())
+    h.update(swaps.images.tobytes())
+    h.update(json.dumps(swaps.captions).encode())
+    h.update(object_mask(small.images).tobytes())
+    assert (len(small), len(classes)) == (164, 10)
+    assert h.hexdigest() == "a916b34cef07c0b72b832cceb8d7ec02f1c741e6e882ebb60cddc0634de301a2"
+
+
+# Section: the shaded model (photographs).
+
+
+def _shaded_disc(rgb: tuple[float, float, float], backdrop: np.ndarray, size: int = 24) -> np.ndarray:
+    """A centred disc of colour rgb lit from the top left (lightness 0.55x to 1.1x) on a textured backdrop."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    c = (size - 1) / 2
+    disc = (yy - c) ** 2 + (xx - c) ** 2 < (0.32 * size) ** 2
+    light = 0.55 + 0.55 * (1 - (yy + xx) / (2 * size - 2))
+    image = backdrop.astype(float).copy()
+    image[disc] = np.clip(np.asarray(rgb) * light[disc, None], 0, 255)
+    return np.rint(image).astype(np.uint8)
+
+
+def _leaves(rng: np.random.Generator, size: int = 24) -> np.ndarray:
+    base = rng.uniform([30, 70, 20], [90, 150, 60])
+    return np.clip(base + rng.normal(0, 12, (size, size, 3)), 0, 255)
+
+
+def test_shaded_recolour_reaches_the_whole_shaded_surface_and_keeps_its_shading():
+    from sisgan.train.swaps import to_lab
+
+    rng = np.random.default_rng(0)
+    red, blue = np.array([200.0, 40, 40]), np.array([50.0, 70, 200])
+    image = _shaded_disc(tuple(red), _leaves(rng))
+    disc = np.abs(image.astype(int) - _shaded_disc((0, 0, 0), image)).sum(axis=2) > 0
+    everywhere = np.ones(image.shape[:2], bool)
+    moved = {}
+    for model in ("flat", "shaded"):
+        out = recolour(image, everywhere, [(red, blue)], colours=model)
+        change = np.abs(out.astype(int) - image.astype(int)).max(axis=2)
+        moved[model] = (change[disc] > 20).mean()
+        if model == "shaded":
+            lab_in, lab_out = to_lab(image)[disc], to_lab(out)[disc]
+            hue = np.degrees(np.arctan2(lab_out[:, 2], lab_out[:, 1]))
+            target = np.degrees(np.arctan2(*to_lab(blue)[[2, 1]]))
+            assert np.abs(hue - target).max() < 15, "every shade of the disc turns blue"
+            assert np.corrcoef(lab_in[:, 0], lab_out[:, 0])[0, 1] > 0.98, "the shading is kept"
+            assert change[~disc].max() <= 3, "the leaves are not recoloured"
+    # The flat model's tolerance (32 RGB) holds only the disc's mid-tones.
+    assert moved["shaded"] > 0.95 and moved["flat"] < 0.6
+
+
+def test_shaded_grounding_finds_the_colours_of_shaded_parts_on_textured_backdrops():
+    rng = np.random.default_rng(1)
+    palette = {
+        "red": (210, 40, 40),
+        "yellow": (230, 200, 40),
+        "purple": (140, 60, 190),
+        "white": (235, 235, 235),
+    }
+    images, captions = [], []
+    for i in range(240):
+        word = list(palette)[i % 4]
+        images.append(_shaded_disc(palette[word], _leaves(rng)))
+        captions.append([f"this flower has {word} petals", f"the petals are {word} and round"])
+    images = np.stack(images)
+    by_word = {w: c for c in ground_colours(images, captions, colours="shaded") for w in c.words}
+    assert set(by_word) == set(palette)
+    for word, rgb in palette.items():
+        # The mean of a shaded surface is darker than its lit colour; its hue and greyness are the word's.
+        got = np.asarray(by_word[word].rgb)
+        assert np.linalg.norm(got / got.max() - np.asarray(rgb) / max(rgb)) < 0.25, (word, got)
+    swaps = make_swaps(images, captions, list({id(c): c for c in by_word.values()}.values()), 1, 0, "shaded")
+    assert all(c not in caps for c, caps in zip(swaps.captions[0], captions, strict=True))
+    moved = np.abs(swaps.images[0].astype(int) - images.astype(int)).max(axis=3) > 20
+    assert moved.mean(axis=(1, 2)).min() > 0.15, "every pair recolours its disc"

@@ -9,7 +9,7 @@ import torch
 from sisgan.config import SynthConfig, TextConfig
 from sisgan.data.shards import load_split
 from sisgan.errors import ConfigError, DataError
-from sisgan.eval.retrieval import recall_at_k
+from sisgan.eval.retrieval import r_precision, recall_at_k
 from sisgan.text.encoder import TextEncoder, init_from_word_vectors
 from sisgan.text.model import TextModel, load_features, save_features
 from sisgan.text.tokenizer import Vocabulary, tokenize
@@ -181,6 +181,25 @@ def test_recall_at_k():
     shifted = torch.roll(e, 1, dims=0)
     r = recall_at_k(e, shifted, ks=(1, 5))
     assert r["t2i_r1"] == 0.0 and r["t2i_r5"] == 1.0
+
+
+def test_r_precision_ranks_the_true_caption_among_100():
+    torch.manual_seed(0)
+    images = torch.randn(400, 16)
+    state = torch.random.get_rng_state()
+    perfect = r_precision(images, images)
+    assert perfect == {"r_precision": 1.0, "chance_r_precision": 0.01}
+    assert torch.equal(torch.random.get_rng_state(), state), "the draw must leave torch's RNG alone"
+    unrelated = r_precision(images, torch.randn(400, 16))["r_precision"]
+    assert unrelated < 0.05  # chance is 0.01
+    # Texts that match only a blurred copy of their image: between the two.
+    noisy = r_precision(images, images + 1.5 * torch.randn(400, 16))["r_precision"]
+    assert 0.05 < noisy < 1.0
+    # With fewer than 100 images, every other image's text is a distractor.
+    assert r_precision(images[:10], images[:10])["chance_r_precision"] == pytest.approx(0.1)
+    # The true caption must beat every distractor: a text equal to its image's neighbour's is a miss.
+    e = torch.eye(4)
+    assert r_precision(e, torch.roll(e, 1, dims=0))["r_precision"] == 0.0
 
 
 # Section: pretraining.

@@ -14,6 +14,7 @@ them, even when it is killed with SIGKILL, so none of them goes on writing after
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -83,6 +84,9 @@ class SourceItem:
     path: str | None = None
     scene: Mapping[str, Any] | None = None
     caption_attrs: tuple[Mapping[str, str], ...] | None = None
+    # md5 of the file's bytes when it was indexed: set for files read in place from a folder the pipeline
+    # does not own (data.extracted), so that a file changed since then is an error, not a silent difference.
+    md5: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +122,26 @@ def _image_of(item: SourceItem, task: ShardTask) -> np.ndarray:
         return image
     if item.path is None:
         raise RejectedImage("item has neither an image file nor a scene")
-    return load_image(item.path, task.load_size, task.max_pixels)
+    if item.md5 is None:
+        return load_image(item.path, task.load_size, task.max_pixels)
+    return load_image(_verified_bytes(item), task.load_size, task.max_pixels)
+
+
+def _verified_bytes(item: SourceItem) -> bytes:
+    """The file's bytes, which must be those `download` indexed (one read: hashed, then decoded)."""
+    assert item.path is not None
+    try:
+        data = Path(item.path).read_bytes()
+    except OSError as e:
+        got = f"cannot be read ({e.strerror or e})"
+    else:
+        if hashlib.md5(data, usedforsecurity=False).hexdigest() == item.md5:
+            return data
+        got = "has changed"
+    raise DataError(
+        f"{item.path} {got} since `download` indexed it (md5 {item.md5}); "
+        "rerun `dvc repro -f download` to index the folder again."
+    )
 
 
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
@@ -282,14 +305,16 @@ def build_shards(
     workers: int = 1,
     extra_manifest: Mapping[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    runner: Callable[[Sequence[ShardTask]], Sequence[ShardResult]] | None = None,
 ) -> dict[str, Any]:
     """Preprocess items into shards + manifest in `out_dir` (replaced as a whole). Returns the manifest.
 
-    Fails (and leaves `out_dir` as it was) when every image was rejected.
+    runner writes the planned shards (default: `run_tasks` on `workers` processes); the Dask flow passes one
+    that maps them over a cluster. Fails (and leaves `out_dir` as it was) when every image was rejected.
     """
     with atomic_dir(out_dir) as tmp:  # replaces out_dir only once the manifest is written
         tasks = plan_shards(items, tmp, load_size, image_format, max_pixels, shard_rows)
-        results = run_tasks(tasks, workers, progress)
+        results = list(runner(tasks)) if runner is not None else run_tasks(tasks, workers, progress)
         if not any(r.rows for r in results):
             reasons = sorted({rej["reason"] for r in results for rej in r.rejected})[:3]
             raise DataError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,3 +28,24 @@ def recall_at_k(
         out[f"i2t_r{k}"] = float((i2t_rank < k).float().mean())
         out[f"chance_r{k}"] = min(1.0, k / n)
     return out
+
+
+def r_precision(
+    images: torch.Tensor, texts: torch.Tensor, candidates: int = 100, seed: int = 0
+) -> dict[str, float]:
+    """AttnGAN's R-precision (R = 1): each image's own text ranked among `candidates` texts, 1 true and
+    the rest drawn at random from the other images' texts; the score is how often the true one ranks first.
+
+    images [N, D], texts [N, D], row i of each a pair. With fewer than `candidates` images, all other texts
+    are the distractors. The draw has its own seeded generator: it never touches torch's random state.
+    """
+    n = images.shape[0]
+    k = min(candidates, n)
+    rng = np.random.default_rng(seed)
+    # Distractors of image i: k - 1 distinct other images, drawn as offsets 1..n-1 from i.
+    offsets = np.stack([rng.choice(np.arange(1, n), size=k - 1, replace=False) for _ in range(n)])
+    rows = np.concatenate([np.arange(n)[:, None], (np.arange(n)[:, None] + offsets) % n], axis=1)  # [N, k]
+    all_sims = F.normalize(images.float(), dim=1) @ F.normalize(texts.float(), dim=1).t()  # [N img, N txt]
+    sims = all_sims.gather(1, torch.from_numpy(rows).to(all_sims.device))  # [N, k], true text first
+    hits = (sims[:, 1:] < sims[:, :1]).all(dim=1)
+    return {"r_precision": float(hits.float().mean()), "chance_r_precision": 1.0 / k}

@@ -32,6 +32,7 @@ class EditPairs:
     features: np.ndarray
     captions: list[list[str]]
     colours: list[dict]  # the grounded colour classes: {"words": [...], "rgb": [r, g, b]}
+    colour_model: str = "flat"  # gan.swap_colours they were built with
 
     @property
     def variants(self) -> int:
@@ -45,18 +46,19 @@ def build_pairs(
     text_model,  # noqa: ANN001  (sisgan.text.model.TextModel; imported lazily: torch-heavy)
     variants: int,
     seed: int,
+    colours: str = "flat",
     log: Callable[[str], None] = print,
 ) -> EditPairs:
-    """`variants` colour-swap pairs per image (variants = 0: an empty set)."""
+    """`variants` colour-swap pairs per image (variants = 0: an empty set); colours: gan.swap_colours."""
     from sisgan.train.swaps import build_swaps
 
     if variants == 0:
         s = images.shape[1]
         empty = np.zeros((0, len(images), s, s, 3), np.uint8)
-        return EditPairs(list(image_ids), empty, np.zeros((0, len(images), 0), np.float32), [], [])
-    swaps, features, classes = build_swaps(images, captions, text_model, variants, seed, log)
-    colours = [{"words": list(c.words), "rgb": list(c.rgb)} for c in classes]
-    return EditPairs(list(image_ids), swaps.images, features, swaps.captions, colours)
+        return EditPairs(list(image_ids), empty, np.zeros((0, len(images), 0), np.float32), [], [], colours)
+    swaps, features, found = build_swaps(images, captions, text_model, variants, seed, log, colours)
+    classes = [{"words": list(c.words), "rgb": list(c.rgb)} for c in found]
+    return EditPairs(list(image_ids), swaps.images, features, swaps.captions, classes, colours)
 
 
 def save_pairs(path: str | Path, pairs: EditPairs) -> None:
@@ -71,13 +73,16 @@ def save_pairs(path: str | Path, pairs: EditPairs) -> None:
                 features=pairs.features,
                 captions=np.asarray(pairs.captions, dtype=str).reshape(pairs.variants, len(pairs.image_ids)),
                 colours=np.asarray(json.dumps(pairs.colours)),
+                colour_model=np.asarray(pairs.colour_model),
             )
 
     atomic_write(path, write)
 
 
-def load_pairs(path: str | Path, image_ids: Sequence[str], variants: int) -> EditPairs:
-    """The pairs file, checked against the train split and the number of variants asked for."""
+def load_pairs(
+    path: str | Path, image_ids: Sequence[str], variants: int, colour_model: str = "flat"
+) -> EditPairs:
+    """The pairs file, checked against the train split and the settings asked for."""
     import json
 
     path = Path(path)
@@ -85,14 +90,18 @@ def load_pairs(path: str | Path, image_ids: Sequence[str], variants: int) -> Edi
         raise DataError(f"edit pairs {path} not found; run `dvc repro edit_pairs` first.")
     with np.load(path) as z:
         ids = z["image_ids"].tolist()
-        pairs = EditPairs(
-            ids, z["images"], z["features"], z["captions"].tolist(), json.loads(str(z["colours"]))
-        )
+        classes, model = json.loads(str(z["colours"])), str(z["colour_model"])
+        pairs = EditPairs(ids, z["images"], z["features"], z["captions"].tolist(), classes, model)
     if ids != list(image_ids):
         raise DataError(f"{path} is not aligned with the current shards; rerun `dvc repro edit_pairs`.")
     if pairs.variants != variants:
         raise DataError(
             f"{path} holds {pairs.variants} pair sets, gan.swap_variants asks for {variants}; "
+            "rerun `dvc repro edit_pairs`."
+        )
+    if pairs.variants and pairs.colour_model != colour_model:
+        raise DataError(
+            f"{path} was built with gan.swap_colours = {pairs.colour_model}, not {colour_model}; "
             "rerun `dvc repro edit_pairs`."
         )
     return pairs

@@ -70,7 +70,7 @@ def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = Non
     test_feats, _ = load_features(files.features / "test.npz", test.image_ids)
     data = GanData(train.images, feats, counts, *sample_set(test, test_feats, cfg.samples))
     if cfg.swap_weight:
-        pairs = pairs or load_pairs(files.pairs, train.image_ids, cfg.swap_variants)
+        pairs = pairs or load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
         data.swap_images, data.swap_features = pairs.images, pairs.features
     return data
 

@@ -13,6 +13,16 @@ the colours of the words it appears with. Words whose colours coincide (red/crim
 class. Birds' and flowers' parts are close to uniform in colour, so recolouring the pixels near a class's
 colour recolours the parts of that colour; edge pixels that blend a part with its neighbour are recoloured
 by their share of the part.
+
+Photographs break the flat-colour assumptions (benchmarks/RESULTS.md, "Edit pairs on real photos"): a petal
+or a breast is shaded, textured and lit, so its pixels spread over many fine cells and far beyond the flat
+tolerance, and its backdrop (leaves, water, bark) is rarely a sky that varies only from top to bottom. The
+`shaded` mode (`colours="shaded"`, gan.swap_colours) keeps the same steps in CIELAB instead: colours are
+cells of hue, chroma and lightness wide enough to hold a shaded surface, an image's cells are weighed by their
+share of its pixels, and a recolour moves every pixel by its soft membership of the old colour, rotating its
+hue and scaling its chroma (additive where a colour is grey) while keeping its lightness variations, i.e.
+the shading and texture. The `flat` mode (the default) is unchanged: synth-birds' pairs are bit for bit
+what they were.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -41,6 +51,15 @@ MIN_CAPTIONS = 20  # a colour word is grounded only from at least this many capt
 _CELL = 8  # colour cell width (32 levels per channel)
 _SAME_CLASS = 25.0  # RGB distance under which two words' colours are one class
 _OBJECT = 30.0  # RGB distance from both row ends above which a pixel is on the object
+
+ColourModel = Literal["flat", "shaded"]  # flat parts on a sky (synth-birds) | shaded photographs
+# The shaded model's cells: hue in 15-degree steps x 3 lightness x 2 chroma levels for colourful pixels,
+# 5 lightness levels for the grey ones (CIELAB chroma below _GREY).
+_HUES, _GREY = 24, 12.0
+_MERGE_LAB = 15.0  # CIELAB distance under which two words' colours are one class (shaded)
+# Soft membership widths of a colour: chroma plane and lightness (grey colours); hue (degrees) and log
+# chroma ratio (colourful ones, whose lightness is matched at half weight: shading).
+_SIGMA_AB, _SIGMA_L, _SIGMA_HUE, _SIGMA_CHROMA = 14.0, 28.0, 15.0, 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,17 +90,133 @@ def object_mask(images: np.ndarray, threshold: float = _OBJECT) -> np.ndarray:
     return np.minimum(left, right) > threshold
 
 
+# Section: CIELAB (D65), for the shaded model.
+
+_M_RGB_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB [..., 3] in 0-255 -> CIELAB [..., 3] float32 (L 0-100)."""
+    c = np.asarray(rgb, np.float32) / 255.0
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    t = (c @ _M_RGB_XYZ.T.astype(np.float32)) / _WHITE.astype(np.float32)
+    f = np.where(t > 216 / 24389, np.cbrt(t), (24389 / 27 * t + 16) / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def from_lab(lab: np.ndarray) -> np.ndarray:
+    """CIELAB [..., 3] -> sRGB [..., 3] float in 0-255 (out-of-gamut values clipped)."""
+    lab = np.asarray(lab, np.float32)
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
+    t = np.where(f > 6 / 29, f**3, (116 * f - 16) * 27 / 24389) * _WHITE.astype(np.float32)
+    c = t @ np.linalg.inv(_M_RGB_XYZ).T.astype(np.float32)
+    c = np.clip(c, 0.0, 1.0)
+    c = np.where(c > 0.0031308, 1.055 * c ** (1 / 2.4) - 0.055, 12.92 * c)
+    return np.clip(c * 255.0, 0.0, 255.0)
+
+
+def _lab_cells(lab: np.ndarray) -> np.ndarray:
+    """[..., 3] CIELAB -> [...] cell: colourful pixels by hue x lightness x chroma, grey ones by lightness."""
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    hue = ((np.degrees(np.arctan2(lab[..., 2], lab[..., 1])) % 360) * _HUES / 360).astype(np.int64) % _HUES
+    light = np.digitize(lab[..., 0], [40.0, 70.0])
+    colourful = (hue * 3 + light) * 2 + (chroma > 35.0)
+    grey = _HUES * 6 + np.digitize(lab[..., 0], [20.0, 40.0, 60.0, 80.0])
+    return np.where(chroma >= _GREY, colourful, grey)
+
+
+def _word_use(captions: Sequence[Sequence[str]], words: Sequence[str]) -> np.ndarray:
+    """[N, W]: how many of image n's captions use word w."""
+    used = np.zeros((len(captions), len(words)))
+    for i, caps in enumerate(captions):
+        for caption in caps:
+            used[i] += [w in set(tokenize(caption)) for w in words]
+    return used
+
+
+def _classes_of(colours: dict[str, np.ndarray], same: float) -> list[list[str]]:
+    """Words grouped greedily: a word joins the first class whose colour is within `same` of its own."""
+    classes: list[list[str]] = []
+    for w, c in colours.items():
+        for group in classes:
+            if np.linalg.norm(colours[group[0]] - c) < same:
+                group.append(w)
+                break
+        else:
+            classes.append([w])
+    return classes
+
+
+def _ground_shaded(
+    images: np.ndarray, captions: Sequence[Sequence[str]], words: Sequence[str], min_captions: int
+) -> list[ColourClass]:
+    """ground_colours for photographs: coarse CIELAB cells of the object, weighed by the square root of their
+    share of it."""
+    n = len(images)
+    lab = to_lab(images).reshape(n, -1, 3)
+    cells = _lab_cells(lab)  # [N, P]
+    on_object = photo_mask(images).reshape(n, -1) > 0.5
+    n_cells = _HUES * 6 + 5
+    counts = np.stack([np.bincount(c[m], minlength=n_cells) for c, m in zip(cells, on_object, strict=True)])
+    # A shaded surface spreads over a few neighbouring cells, so which cells an image shows (the flat model's
+    # presence) is noise here; their share counts area, and its square root keeps a large backdrop-coloured
+    # area (leaves, water) from outweighing a small named part (benchmarks/RESULTS.md compares the three).
+    response = np.sqrt(counts / np.maximum(on_object.sum(axis=1, keepdims=True), 1))  # [N, C]
+    used = _word_use(captions, words)
+    keep = used.sum(axis=0) >= min_captions
+    if not keep.any():
+        return []
+    vocab = [w for w, k in zip(words, keep, strict=True) if k]
+    uses = used[:, keep] / np.maximum([len(c) for c in captions], 1)[:, None]  # [N, W]
+    # As in the flat model, a joint least-squares fit credits each word with its own colour, not those of
+    # the words it appears with.
+    x = np.concatenate([np.ones((n, 1)), uses], axis=1)
+    effect = np.linalg.lstsq(x, response, rcond=None)[0][1:]  # [W, C]
+    colours: dict[str, np.ndarray] = {}
+    for w, e, col in zip(vocab, effect, uses.T, strict=True):
+        best = int(e.argmax())
+        which = np.flatnonzero(col > 0)
+        colours[w] = lab[which][(cells[which] == best) & on_object[which]].astype(np.float64).mean(axis=0)
+    classes = _classes_of(colours, _MERGE_LAB)
+    return [
+        ColourClass(tuple(g), tuple(float(v) for v in from_lab(colours[g[0]].astype(np.float32))))
+        for g in classes
+    ]
+
+
+def photo_mask(images: np.ndarray, threshold: float = _OBJECT) -> np.ndarray:
+    """[N, S, S, 3] uint8 -> [N, S, S] float in [0, 1], the shaded model's object.
+
+    Pixels unlike both ends of their row or of their column (backdrops vary in every direction, not only from
+    top to bottom), weighed by a centred disc that fades from 0.65 to 0.95 of the half-size (these datasets'
+    photos are centred on the object; the fade keeps a recolour from ending in a visible circle).
+    """
+    rows = object_mask(images, threshold)
+    cols = object_mask(images.transpose(0, 2, 1, 3), threshold).transpose(0, 2, 1)
+    s = images.shape[1]
+    yy, xx = np.mgrid[0:s, 0:s]
+    r = np.hypot(yy - (s - 1) / 2, xx - (s - 1) / 2) / (s / 2)
+    disc = np.clip((0.95 - r) / 0.3, 0.0, 1.0)
+    return (rows | cols) * disc
+
+
 def ground_colours(
     images: np.ndarray,
     captions: Sequence[Sequence[str]],
     words: Sequence[str] = COLOUR_WORDS,
     min_captions: int = MIN_CAPTIONS,
+    colours: ColourModel = "flat",
 ) -> list[ColourClass]:
     """The pixel colour of each colour word the captions use, grouped into classes of equal colour.
 
-    images [N, S, S, 3] uint8, captions[n] the captions of image n. A word's colour is the mean object pixel,
-    among images whose captions use the word, of the colour cell whose presence the word raises most.
+    images [N, S, S, 3] uint8, captions[n] the captions of image n. flat: a word's colour is the mean object
+    pixel, among images whose captions use the word, of the fine colour cell whose presence the word raises
+    most. shaded: the same with coarse CIELAB cells weighed by their share of each image (photographs).
     """
+    if colours == "shaded":
+        return _ground_shaded(images, captions, words, min_captions)
     n = len(images)
     obj = object_mask(images)
     q = images.astype(np.int64) // _CELL
@@ -143,13 +278,69 @@ def _blend_share(
     return share * (near & (residual < max_residual))
 
 
+def membership(lab: np.ndarray, colour_lab: np.ndarray) -> np.ndarray:
+    """[..., 3] CIELAB -> [...] soft membership (0-1) of a colour, as shading varies it.
+
+    A shadow or a highlight scales a surface's lightness and chroma together and keeps its hue, so a colourful
+    colour is matched by hue angle (15 degrees), chroma ratio (a factor of about 1.6) and, loosely, lightness;
+    a grey one by its distance in the chroma plane and lightness.
+    """
+    d_l = (lab[..., 0] - colour_lab[0]) / _SIGMA_L
+    chroma, c0 = np.hypot(lab[..., 1], lab[..., 2]), float(np.hypot(colour_lab[1], colour_lab[2]))
+    if c0 < _GREY:
+        d_ab = np.hypot(lab[..., 1] - colour_lab[1], lab[..., 2] - colour_lab[2]) / _SIGMA_AB
+        w = np.exp(-0.5 * (d_ab**2 + d_l**2))
+    else:
+        turn = np.arctan2(lab[..., 2], lab[..., 1]) - np.arctan2(colour_lab[2], colour_lab[1])
+        d_hue = np.degrees(np.angle(np.exp(1j * turn))) / _SIGMA_HUE
+        d_c = np.log(np.maximum(chroma, 1e-3) / c0) / _SIGMA_CHROMA
+        w = np.exp(-0.5 * (d_hue**2 + d_c**2 + (0.5 * d_l) ** 2))
+    return np.where(w > 0.05, w, 0.0)
+
+
+def _shift_lab(lab: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Pixels of colour `old` moved to `new`: lightness by the difference (shading kept); between two
+    colourful colours the chroma plane rotates by the hue difference and scales by the chroma ratio (a
+    shadow keeps its relative chroma); to or from a grey one it moves by the difference."""
+    out = lab.copy()
+    out[..., 0] += new[0] - old[0]
+    c_old, c_new = np.hypot(old[1], old[2]), np.hypot(new[1], new[2])
+    if c_old >= _GREY and c_new >= _GREY:
+        turn = np.arctan2(new[2], new[1]) - np.arctan2(old[2], old[1])
+        cos, sin = np.cos(turn) * c_new / c_old, np.sin(turn) * c_new / c_old
+        out[..., 1] = cos * lab[..., 1] - sin * lab[..., 2]
+        out[..., 2] = sin * lab[..., 1] + cos * lab[..., 2]
+    else:
+        out[..., 1:] += new[1:] - old[1:]
+    return out
+
+
+def _recolour_shaded(
+    image: np.ndarray, on_object: np.ndarray, changes: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    lab = to_lab(image)
+    out = lab.copy()
+    for old, new in changes:
+        old_lab, new_lab = to_lab(np.asarray(old)), to_lab(np.asarray(new))
+        w = (membership(lab, old_lab) * on_object)[..., None]
+        out += w * (_shift_lab(lab, old_lab, new_lab) - lab)
+    return np.clip(np.rint(from_lab(out)), 0, 255).astype(np.uint8)
+
+
 def recolour(
     image: np.ndarray,
     on_object: np.ndarray,
     changes: Sequence[tuple[np.ndarray, np.ndarray]],
     tolerance: float = 32.0,
+    colours: ColourModel = "flat",
 ) -> np.ndarray:
-    """image [S, S, 3] uint8 with each (old, new) RGB colour change applied to the object's pixels."""
+    """image [S, S, 3] uint8 with each (old, new) RGB colour change applied to the object's pixels.
+
+    flat: pixels within `tolerance` of old (and edge blends) shift by new - old. shaded: every pixel moves by
+    its soft membership of old, keeping its shading (`_shift_lab`); `tolerance` is not used.
+    """
+    if colours == "shaded":
+        return _recolour_shaded(image, on_object, changes)
     f = image.astype(np.float64)
     out = f.copy()
     for old, new in changes:
@@ -184,8 +375,9 @@ def make_swaps(
     classes: Sequence[ColourClass],
     variants: int,
     seed: int,
+    colours: ColourModel = "flat",
 ) -> SwapSet:
-    """`variants` swapped captions and recoloured images per training image.
+    """`variants` swapped captions and recoloured images per training image (recoloured by `colours`).
 
     Each variant takes one of the image's captions that names a colour and gives every colour class it
     names another class's colour (a random word of that class), in the caption and in the pixels alike.
@@ -200,7 +392,7 @@ def make_swaps(
     rng = np.random.default_rng(seed)
     word_class = {w: k for k, c in enumerate(classes) for w in c.words}
     rgb = [np.asarray(c.rgb) for c in classes]
-    on_object = object_mask(images)
+    on_object = photo_mask(images) if colours == "shaded" else object_mask(images)
     named = [[c for c in caps if set(tokenize(c)) & word_class.keys()] for caps in captions]
     out = np.repeat(images[None], variants, axis=0)
     texts: list[list[str]] = []
@@ -218,7 +410,8 @@ def make_swaps(
                 for w in sorted(set(tokenize(caption)) & word_class.keys())
             }
             row.append(swap_words(caption, replace))
-            out[k, n] = recolour(images[n], on_object[n], [(rgb[c], rgb[j]) for c, j in to.items()])
+            changes = [(rgb[c], rgb[j]) for c, j in to.items()]
+            out[k, n] = recolour(images[n], on_object[n], changes, colours=colours)
         texts.append(row)
     return SwapSet(out, texts)
 
@@ -230,16 +423,17 @@ def build_swaps(
     variants: int,
     seed: int,
     log: Callable[[str], None] = print,
+    colours: ColourModel = "flat",
 ) -> tuple[SwapSet, np.ndarray, list[ColourClass]]:
     """The `gan.swap_weight` training data: (the swap set, its captions' φ(t) [K, N, T] float32 from the
-    frozen text encoder, the grounded colour classes)."""
+    frozen text encoder, the grounded colour classes). colours: gan.swap_colours."""
     t0 = time.perf_counter()
-    classes = ground_colours(images, captions)
-    swaps = make_swaps(images, captions, classes, variants, seed)
+    classes = ground_colours(images, captions, colours=colours)
+    swaps = make_swaps(images, captions, classes, variants, seed, colours=colours)
     features, _ = text_model.caption_features(swaps.captions)  # set k as "image" k: [K, N, T]
     names = ", ".join("/".join(c.words) for c in classes)
     log(
-        f"colour swaps: {len(classes)} colours grounded ({names}); {variants} x {len(images)} edit pairs "
-        f"in {time.perf_counter() - t0:.0f} s"
+        f"colour swaps ({colours}): {len(classes)} colours grounded ({names}); "
+        f"{variants} x {len(images)} edit pairs in {time.perf_counter() - t0:.0f} s"
     )
     return swaps, features, classes

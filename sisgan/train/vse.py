@@ -14,7 +14,7 @@ from sisgan.config import TextConfig
 from sisgan.data.loader import DeviceLoader, center_crop
 from sisgan.data.shards import SplitData
 from sisgan.errors import ConfigError
-from sisgan.eval.retrieval import recall_at_k
+from sisgan.eval.retrieval import r_precision, recall_at_k
 from sisgan.pixels import unit_range
 from sisgan.text.encoder import init_from_word_vectors
 from sisgan.text.model import TextModel
@@ -82,7 +82,8 @@ def _check(cfg: TextConfig, train: SplitData) -> None:
 def evaluate_retrieval(
     model: TextModel, split: SplitData, image_size: int, ks=(1, 5, 10)
 ) -> dict[str, float]:
-    """Recall@K on a split: each image against its first caption (all images are candidates)."""
+    """Recall@K on a split (each image against its first caption, all images candidates) and AttnGAN's
+    R-precision (the first caption among 100: 1 true + 99 of other images)."""
     images = torch.from_numpy(split.images).permute(0, 3, 1, 2)
     img = torch.cat(
         [
@@ -91,7 +92,7 @@ def evaluate_retrieval(
         ]
     )
     txt = model.encode_texts([caps[0] for caps in split.captions])
-    return recall_at_k(img, txt, ks)
+    return recall_at_k(img, txt, ks) | r_precision(img, txt)
 
 
 def pretrain(
