@@ -395,7 +395,7 @@ def _stepper(trainer: Trainer, host_sync: bool = False) -> Callable[[], dict[str
         except StopIteration:
             batches, epoch = trainer.batches(epoch), epoch + 1
             _, idx, real = next(batches)
-        stats = trainer.train_step(real, trainer._text(idx))
+        stats = trainer.train_step(real, idx)
         if host_sync:  # what a loop that logs every loss as a Python float pays
             stats = {k: v.item() for k, v in stats.items()}
         return stats

@@ -252,7 +252,8 @@ class GANConfig(Config):
     swap_weight: float = 0.0  # L2 of G(x, colour-swapped t) vs x recoloured alike (sisgan.train.swaps)
     swap_variants: int = 4  # swapped caption + recoloured image pairs per training image
     swap_colours: Literal["flat", "shaded"] = "flat"  # the pairs' colour model: flat parts | shaded photos
-    output: Literal["direct", "mask"] = "direct"  # "mask": a repaint blended into the source (generator.py)
+    output: Literal["direct", "mask", "paint"] = "direct"  # mask/paint: a repaint blended into the source
+    attention: bool = False  # image positions read the caption's words (sisgan.models.attention)
     conditioning: Literal["concat", "film"] = "concat"  # "film": the text also modulates each residual block
     # Speed (same maths; each measured to help, benchmarks/RESULTS.md).
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -346,6 +347,7 @@ PAPER_RECIPE: dict[type[Config], tuple[str, ...]] = {
     GANConfig: (
         *("image_size", "width", "batch_size", "epochs", "lr", "beta1", "beta2", "lr_decay"),
         *("lr_decay_every", "kl_weight", "flip", "recon_weight", "swap_weight", "output", "conditioning"),
+        "attention",
     ),
 }
 # Real photos on a CPU (docs/datasets.md, "Settings for real photos"; measured in benchmarks/RESULTS.md): the

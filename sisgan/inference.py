@@ -23,7 +23,7 @@ from sisgan.config import GANConfig
 from sisgan.data.images import center_crop, square_resize
 from sisgan.errors import DataError, SisganError
 from sisgan.models import Generator, generator_from_config
-from sisgan.models.generator import edit_images
+from sisgan.models.generator import edit_images, text_inputs
 from sisgan.text.model import TextModel
 from sisgan.text.tokenizer import tokenize, unreadable_characters
 from sisgan.train import checkpoint
@@ -280,7 +280,9 @@ class Manipulator:
 
     def manipulate_arrays(self, sources: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """sources [B, S, S, 3] uint8 (see `source`) + B texts -> edited [B, S, S, 3] uint8 (ε = 0)."""
-        return edit_images(self.generator, sources, self.text_model.encode_texts(list(texts)))
+        return edit_images(
+            self.generator, sources, *text_inputs(self.generator, self.text_model, list(texts))
+        )
 
     def manipulate(self, image: ImageInput, text: str) -> Image.Image:
         """Edit one image so that it matches `text`; returns an S x S RGB image."""

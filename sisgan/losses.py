@@ -25,25 +25,30 @@ class Batch:
     """One step's inputs, on the device. B images; the first B/2 rows get mismatching ("relevant") text.
 
     real [B, 3, S, S] in [-1, 1]; text [B, T]: φ of one of each image's own captions; noise [B, C]: the
-    conditioning augmentation's ε. With colour-swap pairs (gan.swap_weight), swap_text [B/2, T] is the
-    mismatching half's text (a colour-swapped caption of its own image) and swap_target [B/2, 3, S, S]
-    the image recoloured alike: the edit's known answer.
+    conditioning augmentation's ε. For a generator that reads words, words [B, L, T] and word_mask [B, L]:
+    the same captions' per-word states. With colour-swap pairs (gan.swap_weight), swap_text [B/2, T] (and
+    swap_words, swap_word_mask) is the mismatching half's text, a colour-swapped caption of its own image,
+    and swap_target [B/2, 3, S, S] the image recoloured alike: the edit's known answer.
     """
 
     real: torch.Tensor
     text: torch.Tensor
     noise: torch.Tensor
+    words: torch.Tensor | None = None
+    word_mask: torch.Tensor | None = None
     swap_target: torch.Tensor | None = None
     swap_text: torch.Tensor | None = None
+    swap_words: torch.Tensor | None = None
+    swap_word_mask: torch.Tensor | None = None
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
-        """The batch as a flat tuple (what a CUDA graph's static inputs are copied from)."""
-        parts = (self.real, self.text, self.noise, self.swap_target, self.swap_text)
-        return tuple(t for t in parts if t is not None)
+        """The batch's tensors as a flat tuple (what a CUDA graph's static inputs are copied from)."""
+        return tuple(t for f in dataclasses.fields(self) if (t := getattr(self, f.name)) is not None)
 
-    @classmethod
-    def from_tensors(cls, tensors: tuple[torch.Tensor, ...]) -> Batch:
-        return cls(*tensors)
+    def with_tensors(self, tensors: tuple[torch.Tensor, ...]) -> Batch:
+        """A batch like this one whose tensors are `tensors` (in the order of `tensors()`)."""
+        present = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+        return dataclasses.replace(self, **dict(zip(present, tensors, strict=True)))
 
 
 @dataclasses.dataclass
@@ -65,10 +70,16 @@ def mismatching_rows(batch: int) -> int:
 def mismatched_and_relevant(text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """From matching φ(t) [B, T]: mismatching t̂ (another image's caption: roll by one) and "relevant" t̄
     (first half mismatching, second half matching), as the reference implementation builds them."""
-    half = mismatching_rows(text.shape[0])
-    mismatch = text.roll(1, dims=0)
-    relevant = torch.cat([text[:half].roll(-1, dims=0), text[half:]])
-    return mismatch, relevant
+    return text.roll(1, dims=0), relevant_rows(text)
+
+
+def relevant_rows(rows: torch.Tensor, swapped: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image rows [B, ...] of the matching captions (φ, word states, word masks) -> those of the relevant
+    texts t̄: the first half another image's (rolled by one within the half), or `swapped` [B/2, ...] when
+    given (the colour-swap pairs); the second half their own."""
+    half = mismatching_rows(rows.shape[0])
+    first = rows[:half].roll(-1, dims=0) if swapped is None else swapped
+    return torch.cat([first, rows[half:]])
 
 
 def kl_divergence(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
@@ -153,10 +164,15 @@ class SisganLoss:
 
     def generate(self, batch: Batch) -> Generated:
         """G(x, t̄) once: the D phase scores it detached, the G phase with gradients (after D's update)."""
-        mismatch, relevant = mismatched_and_relevant(batch.text)
-        if batch.swap_text is not None:
-            relevant = torch.cat([batch.swap_text, relevant[len(batch.swap_text) :]])
-        fake, mu, log_sigma = self.g(batch.real, relevant, batch.noise)
+        mismatch = batch.text.roll(1, dims=0)
+        relevant = relevant_rows(batch.text, batch.swap_text)
+        per_word = ()
+        if batch.words is not None and batch.word_mask is not None:
+            per_word = (
+                relevant_rows(batch.words, batch.swap_words),
+                relevant_rows(batch.word_mask, batch.swap_word_mask),
+            )
+        fake, mu, log_sigma = self.g(batch.real, relevant, batch.noise, *per_word)
         return Generated(fake, mu, log_sigma, mismatch, relevant)
 
     def d_phase(self, batch: Batch, gen: Generated) -> tuple[torch.Tensor, Stats]:

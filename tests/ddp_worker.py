@@ -22,7 +22,7 @@ def run(rank: int, world: int, init_file: str, out_file: str, cfg_dict: dict, da
     )
     sums, seen, losses = [], [], []
     for _, idx, real in trainer.batches(0):
-        stats = trainer.train_step(real, trainer._text(idx))
+        stats = trainer.train_step(real, idx)
         sums.append(checksum(trainer))
         seen.append(idx.tolist())
         losses.append(float(stats["d_loss"]))

@@ -64,7 +64,7 @@ def test_supervised_training_learns_the_edits(split):
     # Source and edit share the crop: they agree wherever the edit leaves the image alone (the background).
     same = (both[:, :3] == both[:, 3:]).all(1).float().mean()
     assert 0.5 < same < 1.0
-    first = trainer.train_step(both, trainer._text(idx), idx)["swap"]
+    first = trainer.train_step(both, idx)["swap"]
     for _ in range(15):
-        last = trainer.train_step(both, trainer._text(idx), idx)["swap"]
+        last = trainer.train_step(both, idx)["swap"]
     assert torch.isfinite(first) and last < 0.8 * first

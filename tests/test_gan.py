@@ -213,7 +213,7 @@ def test_one_step_gives_finite_losses_and_changes_both_nets():
     trainer = Trainer(_cfg(), _data())
     before = _state(trainer)
     _, idx, real = next(trainer.batches(0))
-    stats = trainer.train_step(real, trainer._text(idx))
+    stats = trainer.train_step(real, idx)
     assert all(torch.isfinite(v) for v in stats.values())
     after = _state(trainer)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("g."))
@@ -406,9 +406,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert not seen0 & seen1 and len(seen0 | seen1) == 32
 
     single = Trainer(cfg, data, seed=5)
-    single_losses = [
-        float(single.train_step(real, single._text(idx))["d_loss"]) for _, idx, real in single.batches(0)
-    ]
+    single_losses = [float(single.train_step(real, idx)["d_loss"]) for _, idx, real in single.batches(0)]
     ddp_losses = np.mean([ranks[0]["losses"], ranks[1]["losses"]], axis=0)
     np.testing.assert_allclose(ddp_losses, single_losses[: len(ddp_losses)], rtol=0.15)
 
@@ -424,7 +422,7 @@ def test_mask_output_starts_near_the_identity_and_learns():
     trainer = Trainer(_cfg(output="mask"), _data())
     before = trainer.g.to_rgb.weight.clone()
     _, idx, real = next(trainer.batches(0))
-    trainer.train_step(real, trainer._text(idx))
+    trainer.train_step(real, idx)
     assert not torch.equal(before, trainer.g.to_rgb.weight), "the output layer learns"
 
 
@@ -497,7 +495,7 @@ def test_swap_training_pairs_each_epoch_with_the_next_edit_set():
                 and torch.equal(edit[row, :, oy : oy + 16, ox : ox + 16], both[row, 3:])
             ]
             assert hits, "source and edit were cropped differently"
-    stats = trainer.train_step(both, trainer._text(idx), idx)
+    stats = trainer.train_step(both, idx)
     assert torch.isfinite(stats["swap"]) and float(stats["swap"]) > 0
 
 
@@ -505,12 +503,10 @@ def test_swap_training_learns_the_targets_and_needs_the_pairs():
     data = _swap_data(variants=1)
     trainer = Trainer(_cfg(swap_weight=100.0, output="mask", flip=False, lr=1e-3), data)
     _, idx, both = next(trainer.batches(0))
-    first = float(trainer.train_step(both, trainer._text(idx), idx)["swap"])
+    first = float(trainer.train_step(both, idx)["swap"])
     for _ in range(20):
-        last = float(trainer.train_step(both, trainer._text(idx), idx)["swap"])
+        last = float(trainer.train_step(both, idx)["swap"])
     assert last < 0.8 * first
-    with pytest.raises(ValueError, match="image indices"):
-        trainer.train_step(both, trainer._text(idx))
     with pytest.raises(ConfigError, match="gan.swap_weight > 0 needs the colour-swap pairs"):
         Trainer(_cfg(swap_weight=1.0), _data())
 

@@ -23,7 +23,7 @@ from sisgan.data.images import center_crop
 from sisgan.data.shards import SplitData
 from sisgan.errors import ConfigError, DataError
 from sisgan.eval import image_metrics as im
-from sisgan.models.generator import edit_images
+from sisgan.models.generator import edit_images, text_inputs
 from sisgan.pixels import to_unit
 
 
@@ -94,7 +94,8 @@ def build_context(
 def run_generator(ctx: EvalContext, generator: torch.nn.Module, batch_size: int = 128) -> np.ndarray:
     """The model's outputs for every pair: uint8 [P, S, S, 3] (eval mode, ε = 0)."""
     generator.eval()
-    return edit_images(generator, ctx.sources, ctx.text_model.encode_texts(ctx.captions), batch_size)
+    texts = text_inputs(generator, ctx.text_model, ctx.captions)
+    return edit_images(generator, ctx.sources, *texts, batch_size=batch_size)
 
 
 # Section: synth-birds ground truth.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,11 +13,13 @@ from torch import nn
 from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
 from sisgan.pixels import to_uint8, to_unit
+from sisgan.models.attention import WordAttention, WordPaint
 from sisgan.models.blocks import ResidualBlock, TextResidualBlock, ch, init_weights, tile
 
-# How G's last layer forms the output image: "direct" (the paper: tanh of the decoder) or "mask" (a repaint
-# layer blended into the source by a predicted mask, as GANimation does for faces; an improvement).
-OUTPUTS = ("direct", "mask")
+# How G's last layer forms the output image: "direct" (the paper: tanh of the decoder), "mask" (a repaint
+# layer blended into the source by a predicted mask, as GANimation does for faces) or "paint" (the same blend,
+# with the repaint colours read from the caption's words: sisgan.models.attention.WordPaint). Improvements.
+OUTPUTS = ("direct", "mask", "paint")
 # How the text condition enters: "concat" (the paper: tiled and concatenated once, before the residual
 # blocks) or "film" (also modulating every residual block; an improvement).
 CONDITIONINGS = ("concat", "film")
@@ -109,6 +113,7 @@ class Generator(nn.Module):
         load_vgg: bool = True,
         output: str = "direct",
         conditioning: str = "concat",
+        attention: bool = False,
     ) -> None:
         super().__init__()
         if output not in OUTPUTS:
@@ -146,29 +151,55 @@ class Generator(nn.Module):
             nn.BatchNorm2d(c3),
             nn.ReLU(inplace=True),
         )
-        # The last 3x3 conv. "mask" also sees the source pixels (a skip connection: the decoder works from S/4
-        # features, and a mask has to follow the parts' edges at full resolution) and adds a mask channel.
-        self.masked = output == "mask"
+        # The last 3x3 conv. "mask" and "paint" also see the source pixels (a skip connection: the decoder works
+        # from S/4 features, and a mask has to follow the parts' edges at full resolution) and add a mask channel.
+        self.masked = output in ("mask", "paint")
         self.to_rgb = nn.Conv2d(c3 + 3 * self.masked, 3 + self.masked, 3, padding=1)
+        # Word-level conditioning (sisgan.models.attention): positions at S/4 and S/2 read the words, and
+        # "paint" takes each pixel's colour from them.
+        self.attention = attention
+        if attention:
+            self.attend = nn.ModuleList([WordAttention(c, text_dim), WordAttention(c2, text_dim)])
+        self.paint = WordPaint(c3 + 3, text_dim) if output == "paint" else None
         self.apply(init_weights)
         if self.masked:
             # The mask starts almost closed (sigmoid(-3) = 0.05): G begins close to the identity.
             nn.init.constant_(self.to_rgb.bias[3:], MASK_INIT_BIAS)
 
+    @property
+    def reads_words(self) -> bool:
+        """Whether forward needs the caption's per-word states (attention or the paint output)."""
+        return self.attention or self.paint is not None
+
     def forward(
-        self, image: torch.Tensor, text: torch.Tensor, noise: torch.Tensor
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        noise: torch.Tensor,
+        words: torch.Tensor | None = None,
+        word_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """words [B, L, T] and word_mask [B, L] (True = a real word): needed when reads_words."""
+        if self.reads_words and (words is None or word_mask is None):
+            raise ValueError("this generator reads the caption's words: pass words and word_mask")
         feat = self.encoder(image)  # [B, 512w, S/4, S/4]
         cond, mu, log_sigma = self.ca(text, noise)  # [B, C]
         x = self.fuse(torch.cat([feat, tile(cond, feat.shape[-1]).to(feat.dtype)], dim=1))
         for block in self.blocks:  # [B, 512w, S/4, S/4]; FiLM blocks also read the condition
             x = block(x, cond)
-        x = self.decoder(x)  # [B, 128w, S, S]
+        if self.attention:
+            x = self.attend[0](x, words, word_mask)
+        x = self.decoder[:4](x)  # [B, 256w, S/2, S/2]
+        if self.attention:
+            x = self.attend[1](x, words, word_mask)
+        x = self.decoder[4:](x)  # [B, 128w, S, S]
         if not self.masked:
             return torch.tanh(self.to_rgb(x)), mu, log_sigma  # [B, 3, S, S] in [-1, 1]
-        y = self.to_rgb(torch.cat([x, image.to(x.dtype)], dim=1))  # [B, 4, S, S]
+        x = torch.cat([x, image.to(x.dtype)], dim=1)
+        y = self.to_rgb(x)  # [B, 4, S, S]
         mask = torch.sigmoid(y[:, 3:])  # [B, 1, S, S]: where to repaint
-        return mask * torch.tanh(y[:, :3]) + (1 - mask) * image, mu, log_sigma
+        paint = torch.tanh(y[:, :3]) if self.paint is None else self.paint(x, words, word_mask)
+        return mask * paint + (1 - mask) * image, mu, log_sigma
 
 
 def generator_from_config(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> Generator:
@@ -182,21 +213,37 @@ def generator_from_config(cfg: GANConfig, text_dim: int, load_vgg: bool = True) 
         load_vgg=load_vgg,
         output=cfg.output,
         conditioning=cfg.conditioning,
+        attention=cfg.attention,
     )
+
+
+def text_inputs(generator: Generator, text_model: Any, texts: Sequence[str]) -> tuple[torch.Tensor, ...]:
+    """What `generator` reads of texts, from the frozen text model: (φ [M, T],) or, when it reads words,
+    (φ, per-word states [M, L, T], word mask [M, L]) — edit_images' text arguments."""
+    phi = text_model.encode_texts(texts)
+    return (phi, *text_model.encode_words(texts)) if generator.reads_words else (phi,)
 
 
 @torch.no_grad()
 def edit_images(
-    generator: Generator, images: np.ndarray, texts: torch.Tensor, batch_size: int = 128
+    generator: Generator,
+    images: np.ndarray,
+    texts: torch.Tensor,
+    words: torch.Tensor | None = None,
+    word_mask: torch.Tensor | None = None,
+    batch_size: int = 128,
 ) -> np.ndarray:
-    """G over uint8 images [N, S, S, 3] with φ(t) [N, T], in batches: uint8 [N, S, S, 3].
+    """G over uint8 images [N, S, S, 3] with φ(t) [N, T] (and, for a generator that reads words, their
+    states [N, L, T] and mask [N, L]), in batches: uint8 [N, S, S, 3].
 
     ε = 0 (the mean condition), and in whatever mode the caller left G (eval for inference).
     """
     device = next(generator.parameters()).device
     outs = []
     for i in range(0, len(images), batch_size):
-        x = to_unit(images[i : i + batch_size], device)
+        rows = slice(i, i + batch_size)
+        x = to_unit(images[rows], device)
         noise = torch.zeros(len(x), generator.cond_dim, device=device)
-        outs.append(to_uint8(generator(x, texts[i : i + batch_size].to(device), noise)[0]))
+        per_word = (words[rows].to(device), word_mask[rows].to(device)) if words is not None else ()
+        outs.append(to_uint8(generator(x, texts[rows].to(device), noise, *per_word)[0]))
     return np.concatenate(outs)

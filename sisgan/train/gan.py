@@ -62,6 +62,9 @@ class GanData:
     per image; sample_* are the fixed grid: sources [K, S, S, 3] and target φ(t) [M, T] with captions.
     swap_images [K, N, S, S, 3] uint8 and swap_features [K, N, T]: K colour-swap edit pairs per image
     (sisgan.train.swaps), needed only when gan.swap_weight > 0.
+    For a generator that reads words (gan.attention, output "paint"): tokens [N, C, L] int64, every caption's
+    token ids (0 = padding), swap_tokens [K, N, L] those of the swapped captions, and word_encoder, the frozen
+    text encoder whose per-word states G reads (computed per batch: caching them would take gigabytes).
     """
 
     images: np.ndarray
@@ -72,6 +75,10 @@ class GanData:
     sample_captions: list[str]
     swap_images: np.ndarray | None = None
     swap_features: np.ndarray | None = None
+    tokens: np.ndarray | None = None
+    swap_tokens: np.ndarray | None = None
+    sample_tokens: np.ndarray | None = None  # [M, L]: the sample grid's captions
+    word_encoder: nn.Module | None = None
 
     def fingerprint(self) -> str:
         """Identifies the training data, so a checkpoint is never resumed on other images or captions."""
@@ -79,7 +86,8 @@ class GanData:
 
         h = hashlib.sha1()
         swaps = () if self.swap_images is None else (self.swap_images, self.swap_features)
-        for arr in (self.images, self.features, self.counts, *swaps):
+        tokens = tuple(t for t in (self.tokens, self.swap_tokens) if t is not None)
+        for arr in (self.images, self.features, self.counts, *swaps, *tokens):
             h.update(str(arr.shape).encode())
             h.update(np.ascontiguousarray(arr).data)
         return h.hexdigest()
@@ -103,6 +111,11 @@ def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
         )
     if len(data.images) != len(data.features):
         raise ConfigError("cached caption features do not match the shards; rerun `dvc repro pretrain_text`.")
+    reads_words = cfg.attention or cfg.output == "paint"
+    if reads_words and (data.tokens is None or data.word_encoder is None):
+        raise ConfigError("gan.attention and gan.output: paint need the captions' tokens and text encoder.")
+    if reads_words and cfg.swap_weight and data.swap_tokens is None:
+        raise ConfigError("gan.attention and gan.output: paint need the swapped captions' tokens.")
     if cfg.swap_weight and (data.swap_images is None or data.swap_features is None):
         raise ConfigError(
             "gan.swap_weight > 0 needs the colour-swap pairs; run `dvc repro edit_pairs` first."
@@ -198,16 +211,26 @@ class Trainer:
             self.sources = self.loader.images  # [N, 3, S, S] uint8
             self.swap_images = torch.from_numpy(data.swap_images).permute(0, 1, 4, 2, 3).to(self.device)
             self.swap_features = torch.from_numpy(data.swap_features).to(self.device)  # [K, N, T]
+        if self.g.reads_words:
+            assert data.tokens is not None and data.word_encoder is not None  # _check
+            self.tokens = torch.from_numpy(data.tokens).to(self.device)  # [N, C, L]
+            if self.swaps:
+                self.swap_tokens = torch.from_numpy(data.swap_tokens).to(self.device)  # [K, N, L]
+            self.word_encoder = data.word_encoder.to(self.device).eval().requires_grad_(False)
         self.noise_gen = torch.Generator(device=self.device)
         self.noise_gen.manual_seed(self.seed * 104_729 + 17 + self.dist.rank)
 
     # Section: one training step.
 
-    def _text(self, idx: torch.Tensor) -> torch.Tensor:
-        """One random cached caption feature per image: [B, T]."""
+    def _caption(self, idx: torch.Tensor) -> torch.Tensor:
+        """One random caption (its index among the image's) per image: [B]."""
         u = torch.rand(idx.shape[0], device=self.device, generator=self.noise_gen)
-        j = (u * self.counts[idx]).long()
-        return self.features[idx, j]
+        return (u * self.counts[idx]).long()
+
+    @torch.no_grad()
+    def _words(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids [B, L] -> the frozen text encoder's state after each word [B, L, T], the mask [B, L]."""
+        return self.word_encoder.words(tokens), tokens > 0
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.autocast:
@@ -215,28 +238,30 @@ class Trainer:
         # A captured graph must not keep autocast's per-region weight casts (torch.cuda.graphs docs).
         return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.graphed)
 
-    def make_batch(self, real: torch.Tensor, text: torch.Tensor, idx: torch.Tensor | None = None) -> Batch:
+    def make_batch(self, real: torch.Tensor, idx: torch.Tensor) -> Batch:
         """The step's inputs from a loader batch: real [B, 3, S, S] in [-1, 1] (with gan.swap_weight on,
-        [B, 6, S, S]: source and its colour-swap edit, and idx [B] the rows' image indices, which pick the
-        swapped captions), text φ(t) [B, T]. G's noise is drawn here, outside the step proper, so that the
-        graphed step (gan.cuda_graph) replays the same maths on fresh draws."""
-        swap: dict[str, torch.Tensor] = {}
+        [B, 6, S, S]: source and its colour-swap edit) and idx [B] the rows' image indices. One caption per
+        image and G's noise are drawn here, outside the step proper, so that the graphed step
+        (gan.cuda_graph) replays the same maths on fresh draws."""
+        j = self._caption(idx)
+        fields: dict[str, torch.Tensor] = {"text": self.features[idx, j]}
+        if self.g.reads_words:
+            fields["words"], fields["word_mask"] = self._words(self.tokens[idx, j])
         if self.swaps:
-            if idx is None:
-                raise ValueError("gan.swap_weight > 0: the batch needs its image indices")
             half = mismatching_rows(len(real))
             real, edit = real[:, :3], real[:, 3:]
-            swap["swap_target"] = edit[:half].contiguous(memory_format=self.memory_format)
-            swap["swap_text"] = self.swap_features[self._variant, idx[:half]]
+            fields["swap_target"] = edit[:half].contiguous(memory_format=self.memory_format)
+            fields["swap_text"] = self.swap_features[self._variant, idx[:half]]
+            if self.g.reads_words:
+                swapped = self._words(self.swap_tokens[self._variant, idx[:half]])
+                fields["swap_words"], fields["swap_word_mask"] = swapped
         real = real.contiguous(memory_format=self.memory_format)
         noise = torch.randn(len(real), self.g.cond_dim, device=self.device, generator=self.noise_gen)
-        return Batch(real, text, noise, **swap)
+        return Batch(real=real, noise=noise, **fields)
 
-    def train_step(
-        self, real: torch.Tensor, text: torch.Tensor, idx: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+    def train_step(self, real: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """One D step and one G step on a loader batch (see make_batch). No host sync."""
-        batch = self.make_batch(real, text, idx)
+        batch = self.make_batch(real, idx)
         return self._replay(batch) if self.graphed else self._step(batch)
 
     def _step(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -263,7 +288,7 @@ class Trainer:
         inputs = batch.tensors()
         lrs = (self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"])
         if self._graph is None or self._graph_lr != lrs or self._shapes_changed(inputs):
-            self._capture(inputs)
+            self._capture(batch)
             self._graph_lr = lrs
         for static, x in zip(self._graph_inputs, inputs, strict=True):
             static.copy_(x)
@@ -274,16 +299,17 @@ class Trainer:
     def _shapes_changed(self, inputs: tuple[torch.Tensor, ...]) -> bool:
         return [x.shape for x in inputs] != [x.shape for x in self._graph_inputs]
 
-    def _capture(self, inputs: tuple[torch.Tensor, ...]) -> None:
+    def _capture(self, batch: Batch) -> None:
         self._graph = None  # frees the previous graph's memory pool before the new capture
-        static = tuple(x.clone(memory_format=torch.preserve_format) for x in inputs)
+        static = tuple(x.clone(memory_format=torch.preserve_format) for x in batch.tensors())
+        template = batch.with_tensors(static)
         state = TrainingState([self.g, self.d], [self.opt_g, self.opt_d])
         graph = self._new_graph()
-        graph.warmup(lambda: self._step(Batch.from_tensors(static)), GRAPH_WARMUP_STEPS)
+        graph.warmup(lambda: self._step(template), GRAPH_WARMUP_STEPS)
         state.restore()  # the warm-up steps must not count as training
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
-        graph.capture(lambda: self._step(Batch.from_tensors(static)))
+        graph.capture(lambda: self._step(template))
         self._graph, self._graph_inputs = graph, static
 
     # Section: epochs.
@@ -307,7 +333,7 @@ class Trainer:
         first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
         steps, t0 = 0, time.perf_counter()
         for b, idx, real in self.batches(epoch - 1, self.batch):
-            stats = self.train_step(real, self._text(idx), idx)
+            stats = self.train_step(real, idx)
             if self.record_indices:
                 self.seen.append(idx.cpu())
             row = torch.stack([stats["d_loss"], stats["g_loss"], *(stats[k] for k in LOSS_KEYS)]).float()
@@ -353,8 +379,13 @@ class Trainer:
         sources = center_crop(self.data.sample_images, self.cfg.image_size)
         texts = torch.from_numpy(self.data.sample_features)
         k, m = len(sources), len(texts)
+        per_word: tuple[torch.Tensor, ...] = ()
+        if self.g.reads_words:
+            assert self.data.sample_tokens is not None, "a generator that reads words needs sample_tokens"
+            tokens = torch.from_numpy(self.data.sample_tokens).to(self.device)
+            per_word = tuple(t.repeat(k, *([1] * (t.dim() - 1))) for t in self._words(tokens))
         self.g.eval()
-        out = edit_images(self.g, sources.repeat(m, axis=0), texts.repeat(k, 1), batch_size=k * m)
+        out = edit_images(self.g, sources.repeat(m, axis=0), texts.repeat(k, 1), *per_word, batch_size=k * m)
         self.g.train()
         return out.reshape(k, m, *out.shape[1:])
 

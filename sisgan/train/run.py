@@ -8,7 +8,7 @@ compatible checkpoint), logs to a tracker, and writes the stage's outputs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,26 @@ def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = Non
     if cfg.swap_weight:
         pairs = pairs or load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
         data.swap_images, data.swap_features = pairs.images, pairs.features
+    if cfg.attention or cfg.output == "paint":
+        add_words(data, train.captions, pairs.captions if cfg.swap_weight and pairs else [], files.text_model)
     return data
+
+
+def add_words(
+    data: GanData, captions: Sequence[Sequence[str]], swapped: Sequence[Sequence[str]], text_model: Path
+) -> None:
+    """What a generator that reads words needs: the captions' (and the swapped captions') token ids, padded
+    to one length, and the frozen text encoder that turns them into per-word states."""
+    from sisgan.text.model import TextModel
+
+    text = TextModel.load(text_model)
+    all_captions = [c for caps in (*captions, *swapped) for c in caps]
+    length = max((len(text.vocab.encode(c)) for c in all_captions), default=1)
+    data.tokens = text.caption_tokens(captions, length)
+    data.sample_tokens = text.caption_tokens([[c] for c in data.sample_captions], length)[:, 0]
+    if swapped:
+        data.swap_tokens = text.caption_tokens(list(zip(*swapped, strict=True)), length).transpose(1, 0, 2)
+    data.word_encoder = text.text_encoder
 
 
 def export_generator(trainer: Trainer, files: GanFiles) -> Path:
