@@ -1,9 +1,9 @@
 """Stage `evaluate`: manipulation metrics on the test split (unseen classes) and the evaluation grid.
 
-Writes metrics/eval.json (model row, identity and counterfactual reference rows, the primary metric the
-registry compares by) and plots/eval_grid.png. The wall time goes to MLflow and runs/evaluate.json, not to
-metrics/eval.json: register depends on that file, and re-evaluating an unchanged model must leave it
-byte for byte the same. Runs without DVC/MLflow too:
+Writes metrics/eval.json (the model row; the reference rows identity, counterfactual (synth-birds), real and
+tint; the primary metric the registry compares by; on flowers, the issue-19 targets) and plots/eval_grid.png.
+The wall time goes to MLflow and runs/evaluate.json, not to metrics/eval.json: register depends on that file,
+and re-evaluating an unchanged model must leave it byte for byte the same. Runs without DVC/MLflow too:
 
     python -m pipeline.evaluate --set tracking.enabled=false
 """
@@ -23,6 +23,7 @@ from sisgan.eval.evaluate import (
     evaluate_rows,
     ground_truth,
     primary_metric,
+    real_targets,
     run_generator,
 )
 from sisgan.eval.grids import caption_rows
@@ -30,6 +31,9 @@ from sisgan.inference import Manipulator
 from sisgan.tracking import add_to_run_record, flatten, stage_run
 
 GRID = "plots/eval_grid.png"
+# Datasets with targets for the real-data metrics (issue 19: Oxford-102; CUB's subset here is too small).
+TARGET_DATASETS = ("flowers",)
+TARGET_METRICS = ("text_following", "colour_following", "keep")
 
 
 @cli
@@ -60,6 +64,12 @@ def main() -> None:
             "primary": primary,
             **results,
         }
+        if dataset in TARGET_DATASETS and all(m in cfg.metrics for m in TARGET_METRICS):
+            report["targets"] = {
+                row: {k: dict(zip(("value", "target", "met"), v, strict=True)) for k, v in found.items()}
+                for row in ("model", "tint")
+                for found in [real_targets(report, row)]
+            }
         write_metrics("eval", report)
         k = min(cfg.grid_rows, len(outputs))
         cfs = ground_truth(ctx)["counterfactual"][:k] if ctx.synthetic else None

@@ -300,8 +300,13 @@ class EvalConfig(Config):
     SECTION: ClassVar[str] = "evaluate"
     pairs_per_image: int = 2  # target captions (of other test images) per source image
     max_images: int = 0  # 0 = the whole test split
-    metrics: tuple[str, ...] = ("counterfactual", "manipulative_precision", "retrieval", "fid")
+    metrics: tuple[str, ...] = (
+        *("counterfactual", "manipulative_precision", "text_following", "colour_following", "keep"),
+        *("retrieval", "fid"),
+    )
     inception_weights: str | None = None  # local torchvision inception_v3 weights; FID is skipped without
+    tint_strength: float = 0.5  # the tint row: share of the way each pixel's chroma moves to the named colour
+    colour_min_rise: float = 0.05  # a named colour "rises" when its share of the object grows by this much
     grid_rows: int = 8
     batch_size: int = 128
     device: str = "auto"
@@ -311,6 +316,8 @@ class EvalConfig(Config):
         self._require(self.max_images >= 0, "max_images", "must be 0 (all) or a positive count.")
         self._require(self.grid_rows >= 1, "grid_rows", "must be at least 1.")
         self._require(self.batch_size >= 1, "batch_size", "must be at least 1.")
+        self._require(0 < self.tint_strength <= 1, "tint_strength", "must be in (0, 1].")
+        self._require(0 < self.colour_min_rise <= 1, "colour_min_rise", "must be in (0, 1].")
         check_device(self.device, f"{self.SECTION}.device")
 
 

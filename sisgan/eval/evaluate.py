@@ -2,8 +2,10 @@
 
 Each source image of the test split (unseen classes) is paired with captions of *other* test images.
 Every metric is `fn(ctx, outputs) -> dict` and is computed for the model's outputs and, where it makes
-sense, for two reference rows: `identity` (output = source) and `counterfactual` (the exact intended
-edit, synth-birds only).
+sense (`ROWS`), for reference rows: `identity` (output = source), `counterfactual` (the exact intended
+edit, synth-birds only), `real` (the source with one of its own captions: a real image-caption pair) and
+`tint` (the source globally tinted toward the colour the target caption names: an edit that fools pixel and
+colour measures without following the text). docs/evaluation.md defines each metric.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ from sisgan.data import synth
 from sisgan.data.images import center_crop
 from sisgan.data.shards import SplitData
 from sisgan.errors import ConfigError, DataError
+from sisgan.eval import colour as col
 from sisgan.eval import image_metrics as im
 from sisgan.models.generator import edit_images, text_inputs
 from sisgan.pixels import to_unit
 
+DISTRACTORS = 99  # R-precision's mismatched captions per pair (AttnGAN: 1 true caption among 100)
+
 
 @dataclasses.dataclass
 class EvalContext:
-    """Pairs (source k, target caption k). Images are centre crops at the model's size, uint8 [P, S, S, 3]."""
+    """Pairs (source k, target caption k). Images are centre crops at the model's size, uint8 [P, S, S, 3].
+
+    A metric reads the captions of its row from `captions`: the target captions, or for the `real` row
+    (`row_view("real")`) each source's own caption. Views share one cache.
+    """
 
     sources: np.ndarray
     source_index: np.ndarray  # [P] row of the test split
@@ -41,6 +50,14 @@ class EvalContext:
     text_model: Any  # sisgan.text.model.TextModel
     device: torch.device
     inception_weights: str | None = None
+    own_captions: list[str] = dataclasses.field(default_factory=list)  # [P] a caption of the source itself
+    own_attrs: list[dict[str, str]] | None = None
+    # R-precision: per pair, DISTRACTORS captions of test images other than its source and target, as
+    # indices into the flattened test captions (`caption_pool`).
+    distractors: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    tint_strength: float = 0.5
+    colour_min_rise: float = 0.05
+    row: str = "model"
     _cache: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -49,6 +66,37 @@ class EvalContext:
 
     def crop(self, images: np.ndarray) -> np.ndarray:
         return center_crop(images, self.image_size)
+
+    def row_view(self, row: str) -> EvalContext:
+        """The context a row's metrics read: the `real` row pairs each source with its own caption."""
+        if row != "real":
+            return dataclasses.replace(self, row=row, _cache=self._cache)
+        return dataclasses.replace(
+            self, captions=self.own_captions, target_attrs=self.own_attrs, row=row, _cache=self._cache
+        )
+
+
+def caption_pool(split: SplitData) -> tuple[list[str], np.ndarray]:
+    """Every caption of the split, flattened, and the row each belongs to [M]."""
+    texts = [c for caps in split.captions for c in caps]
+    owner = np.repeat(np.arange(len(split)), [len(caps) for caps in split.captions])
+    return texts, owner
+
+
+def draw_distractors(
+    owner: np.ndarray, src: np.ndarray, tgt: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray:
+    """[P, k'] caption indices per pair, none of its source's or target's image (k' = k, or fewer where the
+    split has fewer such captions), drawn without replacement."""
+    available = min(int(((owner != s) & (owner != t)).sum()) for s, t in zip(src, tgt, strict=True))
+    k = min(k, available)
+    if k < 1:
+        raise ConfigError("text_following needs captions of a third test image; raise evaluate.max_images.")
+    rows = [
+        rng.choice(np.flatnonzero((owner != s) & (owner != t)), k, replace=False)
+        for s, t in zip(src, tgt, strict=True)
+    ]
+    return np.stack(rows).astype(np.int64)
 
 
 def make_pairs(split: SplitData, cfg: EvalConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,6 +122,16 @@ def build_context(
             {p: v for p, v in split.caption_attrs[t][c].items() if v is not None}
             for t, c in zip(tgt, cap, strict=True)
         ]
+    # The reference rows' draws have generators of their own: the pairs stay what they were without them.
+    own_rng = np.random.default_rng([seed, 1])
+    own = np.array([own_rng.integers(len(split.captions[s])) for s in src])
+    own_attrs = None
+    if split.caption_attrs is not None:
+        own_attrs = [
+            {p: v for p, v in split.caption_attrs[s][c].items() if v is not None}
+            for s, c in zip(src, own, strict=True)
+        ]
+    _, owner = caption_pool(split)
     ctx = EvalContext(
         sources=np.empty(0),
         source_index=src,
@@ -85,6 +143,11 @@ def build_context(
         text_model=text_model,
         device=device,
         inception_weights=cfg.inception_weights,
+        own_captions=[split.captions[s][c] for s, c in zip(src, own, strict=True)],
+        own_attrs=own_attrs,
+        distractors=draw_distractors(owner, src, tgt, DISTRACTORS, np.random.default_rng([seed, 2])),
+        tint_strength=cfg.tint_strength,
+        colour_min_rise=cfg.colour_min_rise,
     )
     ctx.sources = ctx.crop(split.images[src])
     return ctx
@@ -205,6 +268,136 @@ def retrieval(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
     return dict(ctx._cache["retrieval"])
 
 
+# Section: text-following, colour-following and keep (every dataset; docs/evaluation.md).
+
+
+def _cached(ctx: EvalContext, key: str, make: Callable[[], Any]) -> Any:
+    if key not in ctx._cache:
+        ctx._cache[key] = make()
+    return ctx._cache[key]
+
+
+def _captions_key(ctx: EvalContext) -> str:
+    return "own" if ctx.row == "real" else "target"
+
+
+@torch.no_grad()
+def _vse_images(ctx: EvalContext, images: np.ndarray) -> torch.Tensor:
+    """φ_img of uint8 images [P, S, S, 3] from the VSE image encoder, L2-normalised: [P, D]."""
+    tm = ctx.text_model
+    x = to_unit(images)
+    if x.shape[-1] != tm.config.image_size:
+        x = F.interpolate(x, size=tm.config.image_size, mode="bilinear", align_corners=False)
+    return F.normalize(tm.encode_images(x).float(), dim=1)
+
+
+def _vse_texts(ctx: EvalContext, texts: list[str]) -> torch.Tensor:
+    return F.normalize(ctx.text_model.encode_texts(texts).float(), dim=1)
+
+
+@torch.no_grad()
+def text_following(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
+    """The row's caption ranked among itself and DISTRACTORS captions of other test images by VSE cosine
+    with the output: R-precision (how often it ranks first) and its mean and median rank (1 = best)."""
+    phi_i = _vse_images(ctx, outputs)
+    true = _cached(ctx, f"phi_{_captions_key(ctx)}", lambda: _vse_texts(ctx, ctx.captions)).to(phi_i.device)
+    pool = _cached(ctx, "phi_pool", lambda: _vse_texts(ctx, caption_pool(ctx.split)[0])).to(phi_i.device)
+    s_true = (phi_i * true).sum(dim=1)  # [P]
+    idx = torch.from_numpy(ctx.distractors).to(phi_i.device)
+    beaten = []
+    for i in range(0, len(phi_i), 256):  # [256, M] similarities at a time, not [P, M]
+        rows = slice(i, i + 256)
+        beaten.append(((phi_i[rows] @ pool.t()).gather(1, idx[rows]) > s_true[rows, None]).sum(dim=1))
+    ranks = (1 + torch.cat(beaten)).cpu().numpy()  # ties go to the row's caption, as in r_precision
+    n = ctx.distractors.shape[1] + 1
+    return {
+        "r_precision": float((ranks == 1).mean()),
+        "mean_rank": float(ranks.mean()),
+        "median_rank": float(np.median(ranks)),
+        "candidates": n,
+        "chance_r_precision": 1.0 / n,
+        "chance_mean_rank": (n + 1) / 2,
+    }
+
+
+def object_weights(ctx: EvalContext) -> np.ndarray:
+    """[P, S, S] float in [0, 1]: the source's object (the edited region). synth-birds: the rendered bird;
+    photos: `sisgan.train.swaps.photo_mask` (what the colour-swap pairs recolour)."""
+    from sisgan.train.swaps import photo_mask
+
+    if ctx.synthetic:
+        return _cached(ctx, "object", lambda: (~ground_truth(ctx)["background"]).astype(np.float64))
+    return _cached(ctx, "object", lambda: photo_mask(ctx.sources))
+
+
+def background(ctx: EvalContext) -> np.ndarray:
+    """[P, S, S] bool: the pixels outside the object (synth-birds: sky and branch; photos: zero weight in
+    the object mask)."""
+    if ctx.synthetic:
+        return ground_truth(ctx)["background"]
+    return _cached(ctx, "background", lambda: object_weights(ctx) == 0)
+
+
+def caption_colours(ctx: EvalContext) -> list[list[int]]:
+    """The basic colours each of the row's captions names (sisgan.eval.colour.named_colours)."""
+    return _cached(ctx, f"named_{_captions_key(ctx)}", lambda: [col.named_colours(c) for c in ctx.captions])
+
+
+def colour_following(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
+    """For captions that name colours: how often a named colour's share of the object rises by at least
+    evaluate.colour_min_rise (`colour_rise`), how often a named colour becomes the object's dominant one
+    (`colour_dominant`), and how often the output's dominant colour is named at all (`colour_agreement`).
+
+    rise and dominant count only what the edit has to change: a named colour that already dominates the
+    source, and a pair whose source's dominant colour is already named, are left out (and counted). The
+    `real` row (no edit) reports the agreement only: how often a photo's dominant colour is one its own
+    caption names, the measure's own ceiling.
+    """
+    weights = object_weights(ctx)
+    src = _cached(ctx, "colour_src", lambda: col.colour_shares(col.pixel_colours(ctx.sources), weights))
+    out = col.colour_shares(col.pixel_colours(outputs), weights)
+    named = caption_colours(ctx)
+    src_dom, out_dom = src.argmax(axis=1), out.argmax(axis=1)
+    with_colour = [k for k, cs in enumerate(named) if cs]
+    result: dict[str, Any] = {"colour_pairs": len(with_colour)}
+    if with_colour:
+        result["colour_agreement"] = float(np.mean([out_dom[k] in named[k] for k in with_colour]))
+    if ctx.row == "real":
+        return result
+    gains = [out[k, c] - src[k, c] for k in with_colour for c in named[k] if c != src_dom[k]]
+    edits = [k for k in with_colour if src_dom[k] not in named[k]]
+    result |= {
+        "named_colours": len(gains),
+        "already_dominant": sum(len(named[k]) for k in with_colour) - len(gains),
+        "edit_pairs": len(edits),
+    }
+    if gains:
+        result["colour_rise"] = float(np.mean(np.asarray(gains) >= ctx.colour_min_rise))
+        result["colour_gain"] = float(np.mean(gains))
+    if edits:
+        result["colour_dominant"] = float(np.mean([out_dom[k] in named[k] for k in edits]))
+    return result
+
+
+def keep(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
+    """What stays: SSIM (RGB and grey) and L1 in [0, 1] against the source, on the whole image and on the
+    background only (means over the images that have background)."""
+    bg = background(ctx)
+    ssim = im.ssim_map(outputs, ctx.sources)  # [P, 3, S - 6, S - 6], once for the whole image and background
+    result: dict[str, Any] = {
+        "ssim": float(ssim.mean(dim=(1, 2, 3)).mean()),
+        "ssim_grey": float(im.ssim(im.grey(outputs), im.grey(ctx.sources)).mean()),
+        "l1": float(im.l1(outputs, ctx.sources).mean()),
+        "background_share": float(bg.mean()),
+    }
+    bg_l1, bg_ssim = im.l1(outputs, ctx.sources, bg), im.masked_mean(ssim, bg)
+    if np.isfinite(bg_l1).any():
+        result["background_l1"] = float(np.nanmean(bg_l1))
+    if np.isfinite(bg_ssim).any():
+        result["background_ssim"] = float(np.nanmean(bg_ssim))
+    return result
+
+
 def fid(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
     """Fréchet Inception distance of outputs vs the test images, when Inception weights are local."""
     from pathlib import Path
@@ -270,11 +463,24 @@ MetricFn = Callable[[EvalContext, np.ndarray], dict[str, Any]]
 METRICS: dict[str, MetricFn] = {
     "counterfactual": counterfactual_metrics,
     "manipulative_precision": manipulative_precision,
+    "text_following": text_following,
+    "colour_following": colour_following,
+    "keep": keep,
     "retrieval": retrieval,
     "fid": fid,
 }
-# Metrics that say nothing new for the reference rows.
-MODEL_ONLY = {"retrieval", "fid"}
+_EDITS = ("model", "identity", "counterfactual", "tint")
+# The rows each metric is computed for: retrieval and FID say nothing new for a reference row, keep nothing
+# for `real` (its pixels are the identity's), and the counterfactual metrics keep their synth-birds rows.
+ROWS: dict[str, tuple[str, ...]] = {
+    "counterfactual": ("model", "identity", "counterfactual"),
+    "manipulative_precision": (*_EDITS, "real"),
+    "text_following": (*_EDITS, "real"),
+    "colour_following": (*_EDITS, "real"),
+    "keep": _EDITS,
+    "retrieval": ("model",),
+    "fid": ("model",),
+}
 
 
 def check_metrics(names: tuple[str, ...]) -> None:
@@ -285,17 +491,37 @@ def check_metrics(names: tuple[str, ...]) -> None:
         )
 
 
+def tinted(ctx: EvalContext) -> np.ndarray:
+    """The `tint` row: each source tinted toward the first colour its target caption names (unchanged where
+    it names none), by evaluate.tint_strength (sisgan.eval.colour.tint)."""
+    target = [cs[0] if cs else None for cs in caption_colours(ctx.row_view("tint"))]
+    return _cached(ctx, "tint", lambda: col.tint(ctx.sources, target, ctx.tint_strength))
+
+
+def reference_rows(ctx: EvalContext, names: tuple[str, ...] = tuple(ROWS)) -> dict[str, np.ndarray]:
+    """The images of the reference rows that `names` are computed for (identity always): identity,
+    counterfactual (synth-birds), real (the sources, read with their own captions) and tint."""
+    wanted = {row for n in names for row in ROWS[n]}
+    rows = {"identity": ctx.sources}
+    if ctx.synthetic and "counterfactual" in wanted:
+        rows["counterfactual"] = ground_truth(ctx)["counterfactual"]
+    if "real" in wanted:
+        rows["real"] = ctx.sources
+    if "tint" in wanted:
+        rows["tint"] = tinted(ctx)
+    return rows
+
+
 def evaluate_rows(
     ctx: EvalContext, model_outputs: np.ndarray, names: tuple[str, ...]
 ) -> dict[str, dict[str, Any]]:
-    """{row: {metric group: values}} for the model and the reference rows."""
+    """{row: {metric group: values}} for the model and the reference rows (each metric on its ROWS; a
+    reference row that no requested metric is computed for is left out, except identity)."""
     check_metrics(names)
-    rows: dict[str, np.ndarray] = {"model": model_outputs, "identity": ctx.sources}
-    if ctx.synthetic:
-        rows["counterfactual"] = ground_truth(ctx)["counterfactual"]
     out: dict[str, dict[str, Any]] = {}
-    for row, images in rows.items():
-        out[row] = {n: METRICS[n](ctx, images) for n in names if row == "model" or n not in MODEL_ONLY}
+    for row, images in {"model": model_outputs, **reference_rows(ctx, names)}.items():
+        view = ctx.row_view(row)
+        out[row] = {n: METRICS[n](view, images) for n in names if row in ROWS[n]}
     return out
 
 
@@ -314,3 +540,41 @@ def primary_metric(dataset: str, results: dict[str, dict[str, Any]]) -> dict[str
     if not math.isfinite(value):
         value = float("-inf")
     return {"name": name, "value": float(value), "higher_is_better": True}
+
+
+# Section: the real-data targets (issue 19, on the flowers test classes).
+
+TARGETS = {"colour_rise": 0.75, "background_l1": 0.03, "ssim": 0.6}
+
+
+def real_targets(report: dict[str, Any], row: str = "model") -> dict[str, tuple[float, float, bool]]:
+    """{name: (value, target, met)} of a row of an evaluation report (metrics/eval.json):
+
+    - mean_rank: the target caption's mean rank among the candidates, at most halfway from the identity
+      row's to the real row's (lower is better);
+    - colour_rise >= 0.75; background_l1 <= 0.03 (in [0, 1]); ssim >= 0.6 (against the source).
+    """
+    needed = {
+        "mean_rank": ("text_following", "mean_rank"),
+        "colour_rise": ("colour_following", "colour_rise"),
+        "background_l1": ("keep", "background_l1"),
+        "ssim": ("keep", "ssim"),
+    }
+
+    def value(r: str, group: str, key: str) -> float:
+        try:
+            return float(report[r][group][key])
+        except (KeyError, TypeError):
+            raise ConfigError(
+                f"the evaluation report has no {r}.{group}.{key}; the targets need evaluate.metrics to "
+                "include text_following, colour_following and keep."
+            ) from None
+
+    identity, real = value("identity", *needed["mean_rank"]), value("real", *needed["mean_rank"])
+    goal = identity + (real - identity) / 2
+    rank = value(row, *needed["mean_rank"])
+    out = {"mean_rank": (rank, goal, rank <= goal)}
+    for name, target in TARGETS.items():
+        v = value(row, *needed[name])
+        out[name] = (v, target, v <= target if name == "background_l1" else v >= target)
+    return out

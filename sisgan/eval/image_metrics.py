@@ -1,4 +1,5 @@
-"""Pixel metrics on uint8 images [N, H, W, 3]: PSNR, SSIM, L1 (in [0, 1] units)."""
+"""Pixel metrics on uint8 images [N, H, W, 3]: PSNR, SSIM, L1 (in [0, 1] units), each over the whole image or
+weighted by a mask [N, H, W] (e.g. the background only)."""
 
 from __future__ import annotations
 
@@ -27,28 +28,64 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.nda
     return np.minimum(out, PSNR_CAP)
 
 
-def l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-image mean absolute difference [N] in [0, 1] units."""
-    return np.abs(a.astype(np.float64) - b.astype(np.float64)).reshape(len(a), -1).mean(axis=1) / 255.0
+def l1(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-image mean absolute difference [N] in [0, 1] units (over mask [N, H, W] weights when given; NaN
+    for an image whose mask is empty)."""
+    if mask is None:
+        return np.abs(a.astype(np.float64) - b.astype(np.float64)).reshape(len(a), -1).mean(axis=1) / 255.0
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64)).mean(axis=-1) / 255.0  # [N, H, W]
+    return _weighted_mean(diff, mask)
 
 
-def ssim(a: np.ndarray, b: np.ndarray, window: int = 7, sigma: float = 1.5) -> np.ndarray:
+def _weighted_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[N, ...] values averaged per image with weights [N, ...]; NaN where the weights sum to 0."""
+    v = values.reshape(len(values), -1)
+    m = mask.reshape(len(mask), -1).astype(np.float64)
+    total = m.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (v * m).sum(axis=1) / total, np.nan)
+
+
+def grey(images: np.ndarray) -> np.ndarray:
+    """uint8 [N, H, W, 3] -> float [N, H, W, 1] luma (ITU-R BT.601 weights), 0-255."""
+    return (images.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[..., None]
+
+
+def ssim(
+    a: np.ndarray, b: np.ndarray, window: int = 7, sigma: float = 1.5, mask: np.ndarray | None = None
+) -> np.ndarray:
     """Per-image SSIM [N] (Wang et al. 2004, Gaussian window, mean over channels and valid positions).
 
-    A 7-pixel window (not the usual 11) because the images are 32-64 pixels wide.
+    A 7-pixel window (not the usual 11) because the images are 32-64 pixels wide. Images may have any number
+    of channels ([N, H, W, 1] from `grey`: grey SSIM). mask [N, H, W]: the mean over the window centres it
+    weighs (NaN where it is empty).
     """
+    s = ssim_map(a, b, window, sigma)
+    return s.mean(dim=(1, 2, 3)).numpy() if mask is None else masked_mean(s, mask)
+
+
+def masked_mean(ssim: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+    """Per-image mean [N] of an SSIM map [N, C, H - w + 1, W - w + 1] over the window centres that mask
+    [N, H, W] weighs (NaN where it weighs none)."""
+    r = (mask.shape[1] - ssim.shape[2]) // 2
+    inner = mask[:, r : mask.shape[1] - r, r : mask.shape[2] - r]
+    return _weighted_mean(ssim.mean(dim=1).numpy(), inner)
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
+    """SSIM at every valid position: [N, H, W, C] (uint8, or float 0-255) -> [N, C, H - w + 1, W - w + 1]."""
     x, y = _float(a).double(), _float(b).double()
+    c = x.shape[1]
     g = torch.exp(-((torch.arange(window, dtype=torch.float64) - window // 2) ** 2) / (2 * sigma**2))
     g = (g / g.sum())[:, None] * (g / g.sum())[None, :]
-    kernel = g.expand(3, 1, window, window)
+    kernel = g.expand(c, 1, window, window)
 
     def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, kernel, groups=3)
+        return F.conv2d(t, kernel, groups=c)
 
     mu_x, mu_y = blur(x), blur(y)
     sxx = blur(x * x) - mu_x**2
     syy = blur(y * y) - mu_y**2
     sxy = blur(x * y) - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
-    return s.mean(dim=(1, 2, 3)).numpy()
+    return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
