@@ -1,7 +1,7 @@
 """The `sisgan` command: edit images by text with a trained model.
 
     sisgan manipulate --model models:/sisgan-synth-birds@champion --image bird.jpg \\
-        --text "a bird with a red head" --text "a bird with blue wings" --out out.png [--grid]
+        --text "a bird with a red head" --text "a bird with blue wings" --out out.png [--grid] [--full-size]
     sisgan info --model models/
     sisgan demo --model models:/sisgan-synth-birds@champion      # a web page on http://127.0.0.1:8765/
 
@@ -133,16 +133,22 @@ def cmd_manipulate(args: argparse.Namespace) -> None:
     for t in args.text:  # before loading the model: an empty text is the cheapest error to report
         if not t.strip():
             raise UsageError("--text is empty; describe the target, e.g. 'a bird with a red head'.")
+    if args.blend != "change" and not args.full_size:
+        raise UsageError(f"--blend {args.blend} applies to full-size outputs; add --full-size.")
     source = _open_image(args.image, args.max_pixels)
     m = _load(args.model, args.device)
-    results = _warn_unknown(lambda: m.manipulate_batch([source] * len(args.text), args.text))
+    sources = [source] * len(args.text)
+    results = _warn_unknown(lambda: m.manipulate_batch(sources, args.text, args.full_size, args.blend))
     if args.grid:
         import numpy as np
 
         from sisgan.eval.grids import compose
 
-        scale = args.scale or max(1, round(100 / m.image_size))  # ~100 px tiles keep captions readable
-        tiles = [_source_tile(m, source), *(np.asarray(r) for r in results)]
+        if args.full_size:  # the photo beside its edits, at its own size
+            scale, first = args.scale or 1, np.asarray(source)
+        else:  # ~100 px tiles keep captions readable
+            scale, first = args.scale or max(1, round(100 / m.image_size)), _source_tile(m, source)
+        tiles = [first, *(np.asarray(r) for r in results)]
         images = [compose([tiles], ["source", *args.text], scale=scale, header_lines=6)]
     else:
         images = [_scaled(r, args.scale) for r in results]
@@ -240,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", required=True, action="append", help="target description; repeat for several")
     p.add_argument("--out", required=True, help="output file; several texts give out-1.png, out-2.png, ...")
     p.add_argument("--grid", action="store_true", help="one file: the source and every output side by side")
+    p.add_argument(
+        "--full-size",
+        action="store_true",
+        help="return the photo at its own size, edited where the model saw it (its centre square) and "
+        "untouched elsewhere (default: the model's S x S output)",
+    )
+    p.add_argument(
+        "--blend",
+        choices=("change", "layers"),
+        default="change",
+        help="with --full-size, how the model-size edit is applied: change (output - source, upsampled; "
+        "default) or layers (mask and repaint, upsampled; mask/paint models)",
+    )
     p.add_argument(
         "--scale",
         type=_positive,

@@ -8,8 +8,11 @@ bound to 127.0.0.1 by default:
     GET  /                  the page
     GET  /api/info          the model's sizes, the example images' names, caption suggestions, limits
     GET  /examples/<i>.png  example image i
-    POST /api/manipulate    {"image": <data URL or base64> | "example": <i>, "texts": [...]}
-                            -> {"source", "outputs": [{"text", "image", "unknown"}], "grid"} (PNG data URLs)
+    POST /api/manipulate    {"image": <data URL or base64> | "example": <i>, "texts": [...],
+                             "full_size": false (default) | true}
+                            -> {"source", "outputs": [{"text", "image", "unknown"}], "grid"} (PNG data URLs;
+                               with full_size the source is the whole photo and each output the photo at its
+                               own size, edited where the model saw it)
 
 A bad request is answered 4xx with {"error": <one sentence>}, which the page shows.
 """
@@ -182,23 +185,21 @@ class DemoApp:
         if not isinstance(request, Mapping):
             raise RequestError("the request must be a JSON object.")
         texts = self._texts(request.get("texts"))
+        full_size = request.get("full_size", False)
+        if not isinstance(full_size, bool):
+            raise RequestError("'full_size' must be true or false.")
         image = self._source(request)
         vocab = self.manipulator.text_model.vocab
         unknown = [sorted(set(vocab.unknown_words(t))) for t in texts]  # shown per output on the page
         with self._lock, warnings.catch_warnings():
             warnings.simplefilter("ignore", UnknownWordsWarning)
             try:
-                outputs = self.manipulator.manipulate_batch([image] * len(texts), texts)
+                outputs = self.manipulator.manipulate_batch([image] * len(texts), texts, full_size)
             except SisganError as e:
                 raise RequestError(str(e)) from None
-            tile = self.source_tile(image)
-        size = self.manipulator.image_size
-        grid = compose(
-            [[tile, *(np.asarray(o) for o in outputs)]],
-            ["source", *texts],
-            scale=max(1, round(100 / size)),
-            header_lines=6,
-        )
+            tile = np.asarray(image) if full_size else self.source_tile(image)
+        scale = 1 if full_size else max(1, round(100 / self.manipulator.image_size))
+        grid = compose([[tile, *(np.asarray(o) for o in outputs)]], ["source", *texts], scale, header_lines=6)
         return {
             "source": data_url(Image.fromarray(tile)),
             "outputs": [

@@ -4,6 +4,9 @@ A model is a *bundle* folder: `generator.pt` (generator weights + config) and `t
 vocabulary and VSE image encoder). `load` accepts such a folder, the project's `models/` folder
 (`models/gan/generator.pt` + `models/text/`), or an MLflow URI (`models:/sisgan-cub@champion`,
 `runs:/<id>/model`) whose artefacts hold a bundle.
+
+Outputs are the model's size (S x S) by default; `full_size=True` applies the model's edit to the photo at its
+own resolution instead (sisgan.compositing: the centre crop the model saw is edited, the rest kept).
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from sisgan.compositing import BLENDS, Blend, composite, view_box
 from sisgan.config import GANConfig
 from sisgan.data.images import center_crop, square_resize
 from sisgan.errors import DataError, SisganError
 from sisgan.models import Generator, generator_from_config
 from sisgan.models.generator import edit_images, text_inputs
+from sisgan.pixels import to_unit
 from sisgan.text.model import TextModel
 from sisgan.text.tokenizer import tokenize, unreadable_characters
 from sisgan.train import checkpoint
@@ -242,8 +247,10 @@ class Manipulator:
     def source(self, image: ImageInput) -> np.ndarray:
         """The image as the model sees it: centre square, resized to the stored size, centre crop (as the
         evaluation does): [S, S, 3] uint8."""
-        arr = center_crop(square_resize(load_image(image, self.max_pixels), self.load_size), self.image_size)
-        return np.ascontiguousarray(arr)
+        return self._view(load_image(image, self.max_pixels))
+
+    def _view(self, image: Image.Image) -> np.ndarray:
+        return np.ascontiguousarray(center_crop(square_resize(image, self.load_size), self.image_size))
 
     def text_warnings(self, text: str) -> list[tuple[type[TextWarning], str]]:
         """What of `text` the model will not read, as (warning class, message) pairs; [] = all of it."""
@@ -284,18 +291,77 @@ class Manipulator:
             self.generator, sources, *text_inputs(self.generator, self.text_model, list(texts))
         )
 
-    def manipulate(self, image: ImageInput, text: str) -> Image.Image:
-        """Edit one image so that it matches `text`; returns an S x S RGB image."""
-        return self.manipulate_batch([image], [text])[0]
+    def check_blend(self, blend: str) -> None:
+        """DataError for a blend this model cannot do (unknown, or `layers` without a mask)."""
+        if blend not in BLENDS:
+            raise DataError(f"blend {blend!r} is unknown; choose one of {', '.join(BLENDS)}.")
+        if blend == "layers" and not self.generator.masked:
+            raise DataError(
+                "blend 'layers' needs a generator with a mask (gan.output mask or paint); this one is "
+                f"{self.generator.output!r}: use blend 'change'."
+            )
 
-    def manipulate_batch(self, images: Sequence[ImageInput], texts: Sequence[str]) -> list[Image.Image]:
-        """Pairs (images[i], texts[i]); one image with several texts: pass it several times."""
+    @torch.no_grad()
+    def edit_layers(self, sources: np.ndarray, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """A mask or paint generator's two layers for sources [B, S, S, 3] uint8 + B texts: (mask [B, S, S]
+        in [0, 1], repaint [B, S, S, 3] in 0-255), float32; manipulate_arrays blends them (ε = 0)."""
+        g = self.generator
+        self.check_blend("layers")
+        phi, *per_word = text_inputs(g, self.text_model, list(texts))
+        masks, paints = [], []
+        for i in range(0, len(sources), 128):
+            rows = slice(i, i + 128)
+            x = to_unit(sources[rows], self.device)
+            noise = torch.zeros(len(x), g.cond_dim, device=self.device)
+            words = (t[rows].to(self.device) for t in per_word)
+            mask, paint = g.layers(x, phi[rows].to(self.device), noise, *words)
+            masks.append(mask[:, 0].float().cpu().numpy())
+            paints.append(((paint.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy())
+        return np.concatenate(masks), np.concatenate(paints)
+
+    def manipulate(
+        self, image: ImageInput, text: str, full_size: bool = False, blend: Blend = "change"
+    ) -> Image.Image:
+        """Edit one image so that it matches `text`; returns an S x S RGB image, or with full_size the photo
+        at its own size with the edit applied (see manipulate_batch)."""
+        return self.manipulate_batch([image], [text], full_size, blend)[0]
+
+    def manipulate_batch(
+        self,
+        images: Sequence[ImageInput],
+        texts: Sequence[str],
+        full_size: bool = False,
+        blend: Blend = "change",
+    ) -> list[Image.Image]:
+        """Pairs (images[i], texts[i]); one image with several texts: pass it several times.
+
+        full_size: each output is the photo at its own size (after its EXIF rotation), edited where the model
+        saw it (its centre crop) and untouched elsewhere; blend says how the model-size edit is applied
+        ("change": output - source upsampled and added; "layers": the mask and repaint upsampled and
+        blended, mask and paint generators only; sisgan.compositing).
+        """
         if len(images) != len(texts):
             raise DataError(f"got {len(images)} images and {len(texts)} texts; pass one text per image.")
+        if full_size:
+            self.check_blend(blend)
         for t in texts:
             self.check_text(t)
-        edited = self.manipulate_arrays(np.stack([self.source(im) for im in images]), texts)
-        return [Image.fromarray(a) for a in edited]
+        photos = [load_image(im, self.max_pixels) for im in images]
+        sources = np.stack([self._view(p) for p in photos])
+        if not full_size:
+            return [Image.fromarray(a) for a in self.manipulate_arrays(sources, texts)]
+        if blend == "layers":
+            masks, paints = self.edit_layers(sources, texts)
+            edits = [{"mask": m, "repaint": p} for m, p in zip(masks, paints, strict=True)]
+        else:
+            change = self.manipulate_arrays(sources, texts).astype(np.float32) - sources
+            edits = [{"change": c} for c in change]
+        return [
+            Image.fromarray(
+                composite(np.asarray(p), view_box(*p.size, self.load_size, self.image_size), **edit)
+            )
+            for p, edit in zip(photos, edits, strict=True)
+        ]
 
     def info(self) -> dict[str, Any]:
         return {

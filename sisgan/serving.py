@@ -5,6 +5,10 @@ Request records are `{"image": <base64 PNG/JPEG/WebP>, "text": <target descripti
 (unknown words, emoji or other characters it cannot read, words past text.max_words; [] when none).
 Images over $SISGAN_MAX_PIXELS pixels (default 50,000,000) are refused from their header, undecoded.
 
+Outputs are the model's size (S x S) unless the request's params say `"full_size": true`: then each answer is
+the photo at its own size, edited where the model saw it (`sisgan.compositing`; `"blend": "change"` or
+`"layers"`). With the scoring server: `{"dataframe_records": [...], "params": {"full_size": true}}`.
+
 The model's artefact is a bundle folder (see `sisgan.inference`), so the same
 registered version also loads with `sisgan.Manipulator.load("models:/...")` and `sisgan manipulate`.
 
@@ -25,18 +29,21 @@ import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
-from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import Array
 from PIL import Image
 
 from sisgan.errors import SisganError
+
+if TYPE_CHECKING:
+    from sisgan.compositing import Blend
 
 _logger = logging.getLogger(__name__)
 
@@ -50,6 +57,9 @@ REQUIREMENTS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pillow", "
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec(DataType.string, "image"), ColSpec(DataType.string, "text")]),
     outputs=Schema([ColSpec(DataType.string, "image"), ColSpec(Array(DataType.string), "warnings")]),
+    params=ParamSchema(
+        [ParamSpec("full_size", DataType.boolean, False), ParamSpec("blend", DataType.string, "change")]
+    ),
 )
 
 
@@ -126,6 +136,7 @@ class SisganModel(mlflow.pyfunc.PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         frame = _rows(model_input)
+        full_size, blend = self._options(params or {})
         texts = [self._text(v, i) for i, v in enumerate(frame["text"])]
         notes = [[message for _, message in self.manipulator.text_warnings(t)] for t in texts]
         out: list[str] = []
@@ -133,8 +144,21 @@ class SisganModel(mlflow.pyfunc.PythonModel):
         for start in range(0, len(frame), MAX_BATCH):
             rows = range(start, min(start + MAX_BATCH, len(frame)))
             images = [self._image(frame["image"].iat[i], i) for i in rows]
-            out += [encode_png(im) for im in self._manipulate(images, texts[start : rows.stop])]
+            edited = self._manipulate(images, texts[start : rows.stop], full_size, blend)
+            out += [encode_png(im) for im in edited]
         return pd.DataFrame({"image": out, "warnings": notes})
+
+    def _options(self, params: dict[str, Any]) -> tuple[bool, Blend]:
+        """(full_size, blend) from the request's params, checked against the model."""
+        full_size, blend = params.get("full_size", False), params.get("blend", "change")
+        if not isinstance(full_size, bool):
+            raise _bad_request(f"params: 'full_size' must be true or false, got {full_size!r}.")
+        if full_size:
+            try:
+                self.manipulator.check_blend(blend)
+            except SisganError as e:
+                raise _bad_request(f"params: {e}") from None
+        return full_size, cast("Blend", blend)
 
     @staticmethod
     def _text(value: Any, row: int) -> str:
@@ -162,13 +186,19 @@ class SisganModel(mlflow.pyfunc.PythonModel):
         except (SisganError, Image.DecompressionBombError) as e:
             raise _bad_request(f"row {row}: {e}") from None
 
-    def _manipulate(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[Image.Image]:
+    def _manipulate(
+        self,
+        images: Sequence[Image.Image],
+        texts: Sequence[str],
+        full_size: bool = False,
+        blend: Blend = "change",
+    ) -> list[Image.Image]:
         from sisgan.inference import TextWarning
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", TextWarning)
             try:
-                result = self.manipulator.manipulate_batch(images, texts)
+                result = self.manipulator.manipulate_batch(images, texts, full_size, blend)
             except SisganError as e:  # any other problem with the client's input
                 raise _bad_request(str(e)) from None
         for w in caught:  # the answer's `warnings` say the same; the log keeps them for the operator

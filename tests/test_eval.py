@@ -140,3 +140,29 @@ def test_primary_metric_choice_and_unknown_metric(synth_test, tiny_text_model):
     )
     with pytest.raises(ConfigError, match="evaluate.metrics has unknown"):
         evaluate_rows(ctx, ctx.sources, ("inception_score",))
+
+
+def test_new_metrics_leave_the_earlier_figures_as_they_were(synth_test, tiny_text_model):
+    """The real-data metrics and rows are added beside the synth-birds ones: the pairs, and every number
+    the counterfactual and MP groups gave before, are the same with them."""
+    torch.manual_seed(0)
+    outputs = run_generator(
+        build_context(synth_test, tiny_text_model, EvalConfig(), 64, 0, torch.device("cpu")),
+        Generator(64, 16, 0.125).eval(),
+    )
+    before = ("counterfactual", "manipulative_precision")
+    ctx_a = build_context(synth_test, tiny_text_model, EvalConfig(), 64, 0, torch.device("cpu"))
+    ctx_b = build_context(synth_test, tiny_text_model, EvalConfig(), 64, 0, torch.device("cpu"))
+    old = evaluate_rows(ctx_a, outputs, before)
+    new = evaluate_rows(ctx_b, outputs, tuple(m for m in EvalConfig().metrics if m != "retrieval"))
+    assert ctx_b.captions == [
+        synth_test.captions[t][c] for t, c in zip(*make_pairs(synth_test, EvalConfig(), 0)[1:], strict=True)
+    ]
+    for row in ("model", "identity", "counterfactual"):
+        assert {g: new[row][g] for g in before} == old[row], row
+    assert set(new) == {"model", "identity", "counterfactual", "real", "tint"}
+    # The exact edit shows the named colours more than the unedited source does.
+    assert (
+        new["counterfactual"]["colour_following"]["colour_agreement"]
+        >= new["identity"]["colour_following"]["colour_agreement"]
+    )

@@ -84,6 +84,24 @@ def test_predict_returns_base64_pngs(logged):
 
 
 @pytest.mark.slow
+def test_full_size_param_returns_the_photo_size(logged):
+    from mlflow.exceptions import MlflowException
+
+    _, model = logged
+    frame = pd.DataFrame(
+        {"image": [b64(photo(120, 90), "JPEG"), b64(photo(33, 47))], "text": [GOOD_TEXT] * 2}
+    )
+    out = model.predict(frame, params={"full_size": True})
+    sizes = [Image.open(io.BytesIO(base64.b64decode(v))).size for v in out["image"]]
+    assert sizes == [(120, 90), (33, 47)]
+    for value in model.predict(frame, params={"full_size": False})["image"]:
+        decoded(value)  # the model's size, as without params
+    with pytest.raises(MlflowException, match="params: blend 'layers' needs a generator with a mask") as e:
+        model.predict(frame, params={"full_size": True, "blend": "layers"})  # the tiny model is "direct"
+    assert e.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+@pytest.mark.slow
 def test_large_requests_are_split_into_chunks(logged, monkeypatch):
     import sisgan.serving
 
@@ -126,6 +144,10 @@ def test_logged_model_has_signature_example_pins_and_code(logged):
     info, _ = logged
     assert [c.name for c in info.signature.inputs.inputs] == ["image", "text"]
     assert [c.name for c in info.signature.outputs.inputs] == ["image", "warnings"]
+    assert {p.name: p.default for p in info.signature.params.params} == {
+        "full_size": False,
+        "blend": "change",
+    }
     local = Path(download_artifacts(info.model_uri))
     requirements = (local / "requirements.txt").read_text().split()
     assert all("==" in r for r in requirements) and any(r.startswith("torch==") for r in requirements)
@@ -242,6 +264,16 @@ def test_scoring_server_answers_good_and_bad_requests(server):
         r = invoke(records)
         assert 400 <= r.status_code < 500, (expected, r.status_code, r.text)
         assert expected in r.json()["message"]
+
+    # The photo back at its own size, edited (the request's params).
+    r = requests.post(
+        f"{server}/invocations",
+        json={"dataframe_records": good[:1], "params": {"full_size": True}},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    full = Image.open(io.BytesIO(base64.b64decode(r.json()["predictions"][0]["image"])))
+    assert full.size == (120, 90)
 
     # Still serving after the errors.
     r = invoke(good[:1])

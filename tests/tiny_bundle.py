@@ -18,12 +18,15 @@ CAPTIONS = [
 IMAGE_SIZE, LOAD_SIZE, TEXT_DIM = 16, 20, 16
 
 
-def make_models(root: Path, seed: int = 0) -> Path:
-    """The project layout: root/gan/generator.pt and root/text/ (what train_gan and pretrain_text write)."""
+def make_models(root: Path, seed: int = 0, output: str = "direct", closed: bool = False) -> Path:
+    """The project layout: root/gan/generator.pt and root/text/ (what train_gan and pretrain_text write).
+
+    output: gan.output ("direct", "mask" or "paint"); closed: a mask generator whose mask is shut (exactly
+    0 everywhere), so that it returns its source."""
     import torch
 
     from sisgan.config import GANConfig, TextConfig
-    from sisgan.models import Generator
+    from sisgan.models import generator_from_config
     from sisgan.text.model import TextModel
     from sisgan.text.tokenizer import Vocabulary
     from sisgan.train import checkpoint
@@ -31,8 +34,12 @@ def make_models(root: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     text_cfg = TextConfig(embed_dim=8, hidden_dim=TEXT_DIM, cnn_width=4, image_size=IMAGE_SIZE)
     TextModel.create(text_cfg, Vocabulary.build(CAPTIONS)).save(root / "text")
-    gan_cfg = GANConfig(image_size=IMAGE_SIZE, width=0.125)
-    g = Generator(IMAGE_SIZE, TEXT_DIM, 0.125)
+    gan_cfg = GANConfig(image_size=IMAGE_SIZE, width=0.125, output=output)
+    g = generator_from_config(gan_cfg, TEXT_DIM)
+    if closed:
+        with torch.no_grad():  # sigmoid(-1e4) is 0.0 in float32
+            g.to_rgb.weight[3:].zero_()
+            g.to_rgb.bias[3:].fill_(-1e4)
     state = {
         "generator": g.state_dict(),
         "gan_config": gan_cfg.to_dict(),
@@ -46,11 +53,11 @@ def make_models(root: Path, seed: int = 0) -> Path:
     return root
 
 
-def make_bundle(folder: Path, seed: int = 0) -> Path:
-    """A self-contained bundle folder (generator.pt + text/)."""
+def make_bundle(folder: Path, seed: int = 0, output: str = "direct", closed: bool = False) -> Path:
+    """A self-contained bundle folder (generator.pt + text/); output and closed as for make_models."""
     from sisgan.inference import write_bundle
 
-    models = make_models(folder.parent / f".{folder.name}-models", seed)
+    models = make_models(folder.parent / f".{folder.name}-models", seed, output, closed)
     return write_bundle(folder, models / "gan" / "generator.pt", models / "text")
 
 

@@ -298,7 +298,8 @@ def _vse_texts(ctx: EvalContext, texts: list[str]) -> torch.Tensor:
 @torch.no_grad()
 def text_following(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
     """The row's caption ranked among itself and DISTRACTORS captions of other test images by VSE cosine
-    with the output: R-precision (how often it ranks first) and its mean and median rank (1 = best)."""
+    with the output: R-precision (how often it ranks first) and its mean and median rank (1 = best; a
+    distractor scoring the same as the caption ranks above it)."""
     phi_i = _vse_images(ctx, outputs)
     true = _cached(ctx, f"phi_{_captions_key(ctx)}", lambda: _vse_texts(ctx, ctx.captions)).to(phi_i.device)
     pool = _cached(ctx, "phi_pool", lambda: _vse_texts(ctx, caption_pool(ctx.split)[0])).to(phi_i.device)
@@ -307,8 +308,8 @@ def text_following(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
     beaten = []
     for i in range(0, len(phi_i), 256):  # [256, M] similarities at a time, not [P, M]
         rows = slice(i, i + 256)
-        beaten.append(((phi_i[rows] @ pool.t()).gather(1, idx[rows]) > s_true[rows, None]).sum(dim=1))
-    ranks = (1 + torch.cat(beaten)).cpu().numpy()  # ties go to the row's caption, as in r_precision
+        beaten.append(((phi_i[rows] @ pool.t()).gather(1, idx[rows]) >= s_true[rows, None]).sum(dim=1))
+    ranks = (1 + torch.cat(beaten)).cpu().numpy()  # a tie counts against the row's caption, as in r_precision
     n = ctx.distractors.shape[1] + 1
     return {
         "r_precision": float((ranks == 1).mean()),

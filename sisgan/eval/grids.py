@@ -23,18 +23,19 @@ def compose(
     pad: int = 4,
     header_lines: int = 5,
 ) -> Image.Image:
-    """rows[r][c]: [S, S, 3] uint8 tiles of equal size -> one RGB image (tiles upscaled by `scale`).
+    """rows[r][c]: [H, W, 3] uint8 tiles of equal size (square at the model's size; a photo's shape at full
+    size) -> one RGB image (tiles upscaled by `scale`).
 
     header[c] is written above column c (wrapped), e.g. "source" then one target caption per column.
     """
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    s = rows[0][0].shape[0] * scale
+    th, s = rows[0][0].shape[0] * scale, rows[0][0].shape[1] * scale
     font_size = max(9, s // 9)
     head = 0
     if header:
         head = header_lines * (font_size + 2) + pad
     width = n_cols * (s + pad) + pad
-    height = head + n_rows * (s + pad) + pad
+    height = head + n_rows * (th + pad) + pad
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     if header:
@@ -46,8 +47,8 @@ def compose(
                 draw.text((pad + c * (s + pad), pad + i * (font_size + 2)), line, fill=(0, 0, 0), font=font)
     for r, row in enumerate(rows):
         for c, tile in enumerate(row):
-            img = Image.fromarray(np.asarray(tile, np.uint8)).resize((s, s), Image.Resampling.NEAREST)
-            canvas.paste(img, (pad + c * (s + pad), head + pad + r * (s + pad)))
+            img = Image.fromarray(np.asarray(tile, np.uint8)).resize((s, th), Image.Resampling.NEAREST)
+            canvas.paste(img, (pad + c * (s + pad), head + pad + r * (th + pad)))
     return canvas
 
 

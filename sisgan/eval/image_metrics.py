@@ -57,19 +57,21 @@ def ssim(
     """Per-image SSIM [N] (Wang et al. 2004, Gaussian window, mean over channels and valid positions).
 
     A 7-pixel window (not the usual 11) because the images are 32-64 pixels wide. Images may have any number
-    of channels ([N, H, W, 1] from `grey`: grey SSIM). mask [N, H, W]: the mean over the window centres it
-    weighs (NaN where it is empty).
+    of channels ([N, H, W, 1] from `grey`: grey SSIM). mask [N, H, W] bool: the mean over the windows that lie
+    wholly inside it (NaN for an image with none).
     """
     s = ssim_map(a, b, window, sigma)
     return s.mean(dim=(1, 2, 3)).numpy() if mask is None else masked_mean(s, mask)
 
 
 def masked_mean(ssim: torch.Tensor, mask: np.ndarray) -> np.ndarray:
-    """Per-image mean [N] of an SSIM map [N, C, H - w + 1, W - w + 1] over the window centres that mask
-    [N, H, W] weighs (NaN where it weighs none)."""
-    r = (mask.shape[1] - ssim.shape[2]) // 2
-    inner = mask[:, r : mask.shape[1] - r, r : mask.shape[2] - r]
-    return _weighted_mean(ssim.mean(dim=1).numpy(), inner)
+    """Per-image mean [N] of an SSIM map [N, C, H - w + 1, W - w + 1] over the windows wholly inside mask
+    [N, H, W] bool (a window that straddles the mask's edge also sees what lies outside it); NaN where no
+    window is."""
+    window = mask.shape[1] - ssim.shape[2] + 1
+    outside = torch.from_numpy(~np.asarray(mask, bool)).float()[:, None]
+    inside = F.max_pool2d(outside, window, stride=1)[:, 0].numpy() == 0  # [N, H - w + 1, W - w + 1]
+    return _weighted_mean(ssim.mean(dim=1).numpy(), inside)
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray, window: int = 7, sigma: float = 1.5) -> torch.Tensor:

@@ -201,6 +201,31 @@ class Generator(nn.Module):
         paint = torch.tanh(y[:, :3]) if self.paint is None else self.paint(x, words, word_mask)
         return mask * paint + (1 - mask) * image, mu, log_sigma
 
+    def layers(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        noise: torch.Tensor,
+        words: torch.Tensor | None = None,
+        word_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two layers a "mask" or "paint" generator blends: (mask [B, 1, S, S] in [0, 1], repaint
+        [B, 3, S, S] in [-1, 1]); forward's image is mask * repaint + (1 - mask) * image. Taken from forward's
+        own last layers (forward hooks: forward is unchanged); tests check the blend against forward."""
+        if not self.masked:
+            raise ValueError(f"a generator with output {self.output!r} has no mask and repaint layers")
+        seen: dict[str, torch.Tensor] = {}
+        hooks = [self.to_rgb.register_forward_hook(lambda _m, _i, y: seen.__setitem__("rgb", y))]
+        if self.paint is not None:
+            hooks.append(self.paint.register_forward_hook(lambda _m, _i, y: seen.__setitem__("paint", y)))
+        try:
+            self(image, text, noise, words, word_mask)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        y = seen["rgb"]  # [B, 4, S, S]
+        return torch.sigmoid(y[:, 3:]), seen["paint"] if self.paint is not None else torch.tanh(y[:, :3])
+
 
 def generator_from_config(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> Generator:
     """The generator `gan:` describes (training builds it with the VGG weights, inference without)."""
