@@ -308,3 +308,39 @@ def test_no_generator_loss_reads_the_vse_image_encoder():
     # The probe itself finds such a use.
     probe = ROOT / "sisgan" / "train" / "vse.py"
     assert {"image_encoder", "encode_images"} <= names_used(probe)
+
+
+# Section: on real photos.
+
+
+def test_the_colour_measure_reads_real_flower_captions():
+    """On Oxford-102 test photos the dominant object colour is one the photo's own captions name far more
+    often than one another class's captions name: the measure sees what captions call a flower's colour."""
+    import scipy.io
+    from conftest import real_data
+
+    from sisgan.data.images import center_crop, load_image
+    from sisgan.train.swaps import photo_mask
+
+    root = real_data("flowers")
+    labels = scipy.io.loadmat(root / "imagelabels.mat")["labels"].ravel()
+    stems = [f"image_{n:05d}" for label in range(1, 21) for n in (np.flatnonzero(labels == label) + 1)[:6]]
+    classes = [stem_label for label in range(1, 21) for stem_label in [label] * 6]
+    images = center_crop(np.stack([load_image(root / "jpg" / f"{s}.jpg", 37, 10**8) for s in stems]), 32)
+    captions = [
+        (root / f"cvpr2016_flowers/text_c10/class_{c:05d}/{s}.txt").read_text().splitlines()
+        for s, c in zip(stems, classes, strict=True)
+    ]
+    dominant = col.colour_shares(col.pixel_colours(images), photo_mask(images)).argmax(axis=1)
+
+    def agreement(offset: int) -> float:
+        hits = [
+            dominant[i] in col.named_colours(c)
+            for i in range(len(stems))
+            for c in captions[(i + offset) % len(stems)]
+            if col.named_colours(c)
+        ]
+        return float(np.mean(hits))
+
+    own, other = agreement(0), agreement(6 * 7)  # the same position in a class 7 classes away
+    assert own > 0.45 and own - other > 0.2, (own, other)

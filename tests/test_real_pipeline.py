@@ -55,7 +55,15 @@ def test_real_flowers_through_every_stage_and_the_cli(project, tmp_path):
             # A slice is a partial copy: the stage refuses it unless told (checked below).
             "data": {"extracted": str(tmp_path / "flowers"), "verify_counts": False, "load_size": 20},
             "gan": {"swap_colours": "shaded", "swap_variants": 1},
-            "evaluate": {"metrics": ["manipulative_precision", "retrieval"]},
+            "evaluate": {
+                "metrics": [
+                    "manipulative_precision",
+                    "text_following",
+                    "colour_following",
+                    "keep",
+                    "retrieval",
+                ]
+            },
             "tracking": {"enabled": False},
         }
     )
@@ -76,6 +84,12 @@ def test_real_flowers_through_every_stage_and_the_cli(project, tmp_path):
     report = json.loads((root / "metrics/eval.json").read_text())
     assert report["dataset"] == "flowers" and report["primary"]["name"] == "mp"
     assert np.isfinite(report["model"]["manipulative_precision"]["mp"])
+    assert set(report) >= {"model", "identity", "real", "tint", "targets"}
+    assert set(report["targets"]["model"]) == {"mean_rank", "colour_rise", "background_l1", "ssim"}
+    assert report["real"]["text_following"]["candidates"] == 100  # 1 + 99 captions of 22 other test images
+    assert report["identity"]["keep"]["background_l1"] == 0.0 and report["identity"]["keep"]["ssim"] == 1.0
+    summary = json.loads((root / "metrics/summary/eval.json").read_text())
+    assert {"mp", "rank", "rank_goal", "rise", "ssim", "bg_l1"} <= set(summary)
     assert (root / "plots/eval_grid.png").stat().st_size > 1000
 
     # `sisgan manipulate` with the project's trained model on a real photo of a test class.
@@ -90,6 +104,24 @@ def test_real_flowers_through_every_stage_and_the_cli(project, tmp_path):
         assert name in out.stdout
         with Image.open(root / name) as im:
             assert im.size == (16, 16)  # the tiny profile's gan.image_size
+
+    # --full-size: the photo back at its own size, edited inside the model's view only.
+    out = project.run(
+        sys.executable, "-m", "sisgan.cli", "manipulate", "--model", "models", "--image", str(photo),
+        "--text", "this flower has bright yellow petals", "--full-size", "--out", "full.png",
+    )  # fmt: skip
+    from sisgan.compositing import view_box
+
+    with Image.open(photo) as im:
+        original = np.asarray(im.convert("RGB"))
+    with Image.open(root / "full.png") as im:
+        full = np.asarray(im)
+    assert full.shape == original.shape
+    h, w, _ = original.shape
+    box = view_box(w, h, 20, 16)  # the tiny profile's data.load_size and gan.image_size
+    changed = np.argwhere((full != original).any(axis=-1))
+    assert len(changed) and changed[:, 0].min() >= box.top - 0.5 and changed[:, 0].max() < box.top + box.side
+    assert changed[:, 1].min() >= box.left - 0.5 and changed[:, 1].max() < box.left + box.side
 
 
 def test_a_partial_slice_is_refused_by_default(project, tmp_path):

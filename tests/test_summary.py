@@ -94,6 +94,38 @@ def test_the_widest_headline_fits_160_columns():
     assert max(len(line) for line in table.splitlines()) <= WIDTH, table
 
 
+def test_the_widest_photo_headline_fits_160_columns():
+    """Flowers/CUB: no ground truth, so the text, colour and keep metrics and the rank's target instead."""
+    photos = {
+        **{"train_images": 88550, "test_images": 29330, "rejected": 12345},
+        **{"t2i_r1": 0.03712345, "t2i_r10": 0.2781234, "images_per_s": 45120.345},
+        "model": {
+            "counterfactual": {"skipped": "needs ground truth (synth-birds only)"},
+            "manipulative_precision": {"mp": -0.0102098},
+            "text_following": {"r_precision": 0.0123456, "mean_rank": 33.333333},
+            "colour_following": {"colour_rise": 0.1234567, "colour_dominant": 0.1234567},
+            "keep": {"ssim": 0.8123456, "l1": 0.0512345, "background_l1": 0.0312345},
+            "fid": {"fid": 123.456789},
+        },
+        "identity": {"text_following": {"mean_rank": 51.333333}},
+        "real": {"text_following": {"mean_rank": 14.244444}},
+    }
+    assert eval_summary(photos) == {
+        "mp": -0.01021,
+        "rank": 33.33,
+        "rank_goal": 32.79,
+        "rise": 0.1235,
+        "ssim": 0.8123,
+        "bg_l1": 0.03123,
+        "fid": 123.5,
+    }
+    worst = {f"metrics/summary/{name}.json": fn(photos) for name, fn in SUMMARIES.items()}
+    table = render(worst)
+    assert max(len(line) for line in table.splitlines()) <= WIDTH, table
+    # Without the reference rows there is no target to show.
+    assert "rank_goal" not in eval_summary({"model": photos["model"]})
+
+
 def test_dvc_yaml_declares_summaries_as_metrics_and_keeps_details_as_outs():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage, name in (("preprocess", "data"), ("pretrain_text", "text"), ("train_gan", "train"),
