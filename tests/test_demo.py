@@ -328,3 +328,24 @@ def test_page_shows_errors(page, demo_command, tmp_path):
     page.click("#submit")
     expect(page.locator("#error")).to_contain_text("at least one description")
     assert page.errors == []
+
+
+def test_page_full_size_box(page, demo_command, tmp_path):
+    from playwright.sync_api import expect
+
+    page.goto(demo_command + "/")
+    expect(page.locator("#model")).to_contain_text("vocabulary")
+    photo(64, 40, seed=7).save(tmp_path / "wide.png")
+    page.set_input_files("#file", str(tmp_path / "wide.png"))
+    page.fill("#texts", CAPTIONS[0])
+    page.check("#full-size")
+    page.click("#submit")
+    expect(page.locator("#results figure")).to_have_count(2)
+    shown = figures(page)
+    assert decode(shown[0]["src"]).shape == decode(shown[1]["src"]).shape == (40, 64, 3)  # the photo's size
+    assert shown[0]["caption"] == "source (the whole photo)"
+    page.uncheck("#full-size")
+    page.click("#submit")
+    expect(page.locator("#results figure figcaption").first).to_have_text("source (as the model sees it)")
+    assert decode(figures(page)[1]["src"]).shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+    assert page.errors == []
