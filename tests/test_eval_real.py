@@ -178,8 +178,10 @@ def test_distractors_avoid_source_and_target_images(ctx, photo_split):
     rng = np.random.default_rng(0)
     many = draw_distractors(np.repeat(np.arange(300), 2), np.array([0, 5]), np.array([1, 6]), 99, rng)
     assert many.shape == (2, 99)
+    assert draw_distractors(np.array([0, 1]), np.array([0]), np.array([1]), 99, rng).shape == (1, 0)
+    two = dataclasses.replace(ctx, distractors=np.zeros((len(ctx.captions), 0), np.int64))
     with pytest.raises(ConfigError, match="third test image"):
-        draw_distractors(np.array([0, 1]), np.array([0]), np.array([1]), 99, rng)
+        text_following(two, ctx.sources)
 
 
 def test_text_following_ranks(ctx):

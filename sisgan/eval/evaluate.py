@@ -87,11 +87,11 @@ def draw_distractors(
     owner: np.ndarray, src: np.ndarray, tgt: np.ndarray, k: int, rng: np.random.Generator
 ) -> np.ndarray:
     """[P, k'] caption indices per pair, none of its source's or target's image (k' = k, or fewer where the
-    split has fewer such captions), drawn without replacement."""
+    split has fewer such captions: none with two test images), drawn without replacement."""
     available = min(int(((owner != s) & (owner != t)).sum()) for s, t in zip(src, tgt, strict=True))
     k = min(k, available)
     if k < 1:
-        raise ConfigError("text_following needs captions of a third test image; raise evaluate.max_images.")
+        return np.zeros((len(src), 0), np.int64)
     rows = [
         rng.choice(np.flatnonzero((owner != s) & (owner != t)), k, replace=False)
         for s, t in zip(src, tgt, strict=True)
@@ -300,6 +300,8 @@ def text_following(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
     """The row's caption ranked among itself and DISTRACTORS captions of other test images by VSE cosine
     with the output: R-precision (how often it ranks first) and its mean and median rank (1 = best; a
     distractor scoring the same as the caption ranks above it)."""
+    if not ctx.distractors.shape[1]:
+        raise ConfigError("text_following needs captions of a third test image; raise evaluate.max_images.")
     phi_i = _vse_images(ctx, outputs)
     true = _cached(ctx, f"phi_{_captions_key(ctx)}", lambda: _vse_texts(ctx, ctx.captions)).to(phi_i.device)
     pool = _cached(ctx, "phi_pool", lambda: _vse_texts(ctx, caption_pool(ctx.split)[0])).to(phi_i.device)
