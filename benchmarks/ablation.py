@@ -6,7 +6,7 @@ against the ground truth.
 A variant is a base, `paper` (the paper profile: sisgan.config.PAPER_RECIPE) or `default` (params.yaml's
 gan section), then comma-separated changes: recon, swap (loss weights), sv (colour-swap sets), sc (flat |
 shaded: the pairs' colour model), lr, kl,
-batch, out (direct | mask), cond (concat | film).
+batch, out (direct | mask | paint), cond (concat | film), att (word attention: 0 | 1).
 
 Trains each variant from the same initialisation on the current shards, cached caption features and edit
 pairs (run `dvc repro edit_pairs` first; pairs for another `sv` are built here), evaluates it with the
@@ -41,9 +41,10 @@ KEYS = {
     "batch": "batch_size",
     "out": "output",
     "cond": "conditioning",
+    "att": "attention",
 }
 # How a variant value is read; every other key is a float weight or rate.
-PARSE = {"batch": int, "sv": int, "sc": str, "out": str, "cond": str}
+PARSE = {"batch": int, "sv": int, "sc": str, "out": str, "cond": str, "att": lambda v: v == "1"}
 
 
 def parse_variant(text: str, bases: dict[str, dict]) -> dict:
