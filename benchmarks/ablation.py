@@ -6,7 +6,8 @@ against the ground truth.
 A variant is a base, `paper` (the paper profile: sisgan.config.PAPER_RECIPE) or `default` (params.yaml's
 gan section), then comma-separated changes: recon, swap (loss weights), sv (colour-swap sets), sc (flat |
 shaded: the pairs' colour model), lr, kl,
-batch, out (direct | mask | paint), cond (concat | film), att (word attention: 0 | 1).
+batch, out (direct | mask | paint), cond (concat | film), att (word attention: 0 | 1), rw (region weight),
+ep (epochs), size (image size).
 
 Trains each variant from the same initialisation on the current shards, cached caption features and edit
 pairs (run `dvc repro edit_pairs` first; pairs for another `sv` are built here), evaluates it with the
@@ -42,9 +43,13 @@ KEYS = {
     "out": "output",
     "cond": "conditioning",
     "att": "attention",
+    "rw": "region_weight",
+    "ep": "epochs",
+    "size": "image_size",
 }
 # How a variant value is read; every other key is a float weight or rate.
-PARSE = {"batch": int, "sv": int, "sc": str, "out": str, "cond": str, "att": lambda v: v == "1"}
+PARSE = {"batch": int, "ep": int, "size": int, "sv": int, "sc": str, "out": str, "cond": str}
+PARSE["att"] = lambda v: v == "1"
 
 
 def parse_variant(text: str, bases: dict[str, dict]) -> dict:
@@ -84,7 +89,8 @@ def main() -> None:
     test = load_split(files.shards, "test")
     rows, pairs = [], {}
     for name in args.variant or ["paper"]:
-        cfg = GANConfig.from_dict(parse_variant(name, bases) | {"epochs": args.epochs})
+        runs = {k: v | {"epochs": args.epochs} for k, v in bases.items()}  # `ep=` may change it
+        cfg = GANConfig.from_dict(parse_variant(name, runs))
         key = (cfg.swap_variants, cfg.swap_colours)
         if cfg.swap_weight and key not in pairs:
             pairs[key] = pairs_for(files, text, cfg, seed)
@@ -101,7 +107,7 @@ def main() -> None:
         rows.append(
             {
                 "variant": name,
-                "epochs": args.epochs,
+                "epochs": cfg.epochs,
                 "train_s": seconds,
                 "attr_acc": cf["attribute_accuracy"],
                 "keep_acc": cf["keep_accuracy"],
@@ -109,6 +115,7 @@ def main() -> None:
                 "bg_psnr": cf["background_psnr"],
                 "cf_psnr": cf["cf_psnr"],
                 "mp": res["model"]["manipulative_precision"]["mp"],
+                **{k.rsplit("_", 1)[1]: v for k, v in cf.items() if k.startswith("attribute_accuracy_")},
             }
         )
         print_table(rows, list(rows[0]))

@@ -29,6 +29,7 @@ from sisgan.errors import ConfigError
 from sisgan.eval.evaluate import build_context, counterfactual_metrics, run_generator
 from sisgan.text.model import TextModel
 from sisgan.train.gan import GanData, Trainer
+from sisgan.train.pairs import region_codes
 from sisgan.train.run import GanFiles, load_gan_data
 
 
@@ -61,8 +62,13 @@ def supervised_data(data: GanData, train: SplitData, seed: int) -> GanData:
     towards the counterfactual of its image under another image's caption, through the same code path as
     `gan.swap_weight` (sisgan.train.swaps), with exact targets in place of colour swaps."""
     target, caption, edits = counterfactual_targets(train, data.counts, seed)
+    tokens = None if data.tokens is None else data.tokens[target, caption][None]  # [1, N, L]
     return dataclasses.replace(
-        data, swap_images=edits[None], swap_features=data.features[target, caption][None]
+        data,
+        swap_images=edits[None],
+        swap_features=data.features[target, caption][None],
+        swap_regions=region_codes(data.images, edits[None]),
+        swap_tokens=tokens,
     )
 
 

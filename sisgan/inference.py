@@ -184,7 +184,7 @@ def _load_generator(path: Path, remedy: str) -> tuple[Generator, int]:
         raise DataError(f"generator file {path} is not a sisgan generator (no config or weights); {remedy}.")
     try:
         cfg = GANConfig.from_dict(state["gan_config"])
-        g = generator_from_config(cfg, int(state["text_dim"]), load_vgg=False)
+        g = generator_from_config(cfg, int(state["text_dim"]), False, int(state.get("vocab_size", 0)))
         g.load_state_dict(state["generator"])
     except ConfigError as e:
         raise DataError(

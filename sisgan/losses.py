@@ -25,21 +25,22 @@ class Batch:
     """One step's inputs, on the device. B images; the first B/2 rows get mismatching ("relevant") text.
 
     real [B, 3, S, S] in [-1, 1]; text [B, T]: φ of one of each image's own captions; noise [B, C]: the
-    conditioning augmentation's ε. For a generator that reads words, words [B, L, T] and word_mask [B, L]:
-    the same captions' per-word states. With colour-swap pairs (gan.swap_weight), swap_text [B/2, T] (and
-    swap_words, swap_word_mask) is the mismatching half's text, a colour-swapped caption of its own image,
-    and swap_target [B/2, 3, S, S] the image recoloured alike: the edit's known answer.
+    conditioning augmentation's ε. For a generator that reads words, tokens [B, L] int64: the same
+    captions' token ids (0 = padding). With colour-swap pairs (gan.swap_weight), swap_text [B/2, T] (and
+    swap_tokens) is the mismatching half's text, a colour-swapped caption of its own image, and
+    swap_target [B/2, 3, S, S] the image recoloured alike: the edit's known answer; with gan.region_weight,
+    swap_regions [B/2, 1, S, S] weighs each changed pixel by the inverse area of its changed region
+    (sisgan.train.swaps.region_weights; 0 where nothing changes).
     """
 
     real: torch.Tensor
     text: torch.Tensor
     noise: torch.Tensor
-    words: torch.Tensor | None = None
-    word_mask: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None
     swap_target: torch.Tensor | None = None
     swap_text: torch.Tensor | None = None
-    swap_words: torch.Tensor | None = None
-    swap_word_mask: torch.Tensor | None = None
+    swap_tokens: torch.Tensor | None = None
+    swap_regions: torch.Tensor | None = None
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The batch's tensors as a flat tuple (what a CUDA graph's static inputs are copied from)."""
@@ -74,7 +75,7 @@ def mismatched_and_relevant(text: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 def relevant_rows(rows: torch.Tensor, swapped: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-image rows [B, ...] of the matching captions (φ, word states, word masks) -> those of the relevant
+    """Per-image rows [B, ...] of the matching captions (φ, token ids) -> those of the relevant
     texts t̄: the first half another image's (rolled by one within the half), or `swapped` [B/2, ...] when
     given (the colour-swap pairs); the second half their own."""
     half = mismatching_rows(rows.shape[0])
@@ -135,6 +136,7 @@ class LossWeights:
     kl: float = 1.0
     recon: float = 0.0
     swap: float = 0.0
+    region: float = 0.0
 
 
 class SisganLoss:
@@ -148,6 +150,9 @@ class SisganLoss:
           with its colour words swapped and x_swap is x recoloured alike (sisgan.train.swaps): an edit with
           a known answer, built from the data without labels. L2, not L1: while G is unsure of the colour,
           L1's optimum (the median) is to change nothing.
+        + λ_region · mean(w · (G(x, t_swap) − x_swap)²), w = 1 / (area of the pixel's changed region) on
+          changed pixels: every region that the caption changes weighs alike, so a 3-pixel beak counts as
+          much as a 200-pixel body (without it G learns the large parts and leaves the small ones).
 
     generator and d_step may be wrapped (DistributedDataParallel, torch.compile); discriminator is the bare
     D that the G phase scores with.
@@ -166,12 +171,7 @@ class SisganLoss:
         """G(x, t̄) once: the D phase scores it detached, the G phase with gradients (after D's update)."""
         mismatch = batch.text.roll(1, dims=0)
         relevant = relevant_rows(batch.text, batch.swap_text)
-        per_word = ()
-        if batch.words is not None and batch.word_mask is not None:
-            per_word = (
-                relevant_rows(batch.words, batch.swap_words),
-                relevant_rows(batch.word_mask, batch.swap_word_mask),
-            )
+        per_word = () if batch.tokens is None else (relevant_rows(batch.tokens, batch.swap_tokens),)
         fake, mu, log_sigma = self.g(batch.real, relevant, batch.noise, *per_word)
         return Generated(fake, mu, log_sigma, mismatch, relevant)
 
@@ -188,15 +188,21 @@ class SisganLoss:
         return stats["d_real"] + stats["d_mismatch"] + stats["d_fake"], stats
 
     def g_phase(self, batch: Batch, gen: Generated) -> tuple[torch.Tensor, Stats]:
-        """-> (G loss, {g_adv, kl, recon, swap}); D is only a critic here: its weights take no gradient."""
+        """-> (G loss, {g_adv, kl, recon, swap, region}); D is only a critic here: its weights take no
+        gradient."""
         with frozen(self.d):
             g_adv = _bce(self.d(gen.fake, gen.relevant), 1.0)
         kl = kl_divergence(gen.mu.float(), gen.log_sigma.float())
         half = mismatching_rows(len(batch.real))
         recon = (gen.fake[half:].float() - batch.real[half:].float()).abs().mean()  # matching text: = input
         loss = g_adv + self.w.kl * kl + self.w.recon * recon
-        swap = torch.zeros((), device=gen.fake.device)
+        swap = region = torch.zeros((), device=gen.fake.device)
         if batch.swap_target is not None:
-            swap = (gen.fake[:half].float() - batch.swap_target.float()).pow(2).mean()
+            error = (gen.fake[:half].float() - batch.swap_target.float()).pow(2)  # [B/2, 3, S, S]
+            swap = error.mean()
             loss = loss + self.w.swap * swap
-        return loss, {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach()}
+            if batch.swap_regions is not None:
+                region = (batch.swap_regions.float() * error).mean()
+                loss = loss + self.w.region * region
+        stats = {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach()}
+        return loss, stats | {"region": region.detach()}

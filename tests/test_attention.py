@@ -9,8 +9,7 @@ import torch
 from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
 from sisgan.models import Generator
-from sisgan.models.attention import WordAttention, WordPaint, attend
-from sisgan.text.encoder import TextEncoder
+from sisgan.models.attention import WordAttention, WordPaint, WordReader, attend
 from sisgan.train.gan import GanData, Trainer, fit
 from sisgan.train.graphs import EagerStepGraph
 
@@ -43,27 +42,35 @@ def test_paint_colours_come_from_the_attended_word():
     assert out.abs().max() <= 1
 
 
-def test_text_encoder_word_states_end_in_the_sentence_vector():
+def test_word_states_do_not_depend_on_the_padding_and_read_both_ways():
     torch.manual_seed(0)
-    enc = TextEncoder(20, 8, 6).eval()
+    reader = WordReader(20, 8)
     tokens = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 8, 9, 2]])
-    lengths = (tokens > 0).sum(1)
-    states = enc.words(tokens)
-    torch.testing.assert_close(states[torch.arange(2), lengths - 1], enc(tokens, lengths))
+    states = reader(tokens)
+    assert states.shape == (2, 5, 16)
+    longer = reader(torch.nn.functional.pad(tokens, (0, 3)))  # padded as a longer batch would be
+    torch.testing.assert_close(longer[0, :3], states[0, :3])
+    torch.testing.assert_close(longer[1, :5], states[1])
+    # The backward half of the first word has read the last one (and the forward half has not).
+    changed = reader(torch.tensor([[3, 4, 6, 0, 0]]))
+    torch.testing.assert_close(changed[0, 0, :8], states[0, 0, :8])
+    assert not torch.allclose(changed[0, 0, 8:], states[0, 0, 8:])
 
 
 def test_a_generator_that_reads_words_needs_them_and_uses_them():
     torch.manual_seed(0)
-    g = Generator(16, 10, 0.125, output="paint", conditioning="film", attention=True).eval()
-    assert g.reads_words and not Generator(16, 10, 0.125).reads_words
+    g = Generator(16, 10, 0.125, output="paint", conditioning="film", attention=True, vocab_size=30).eval()
+    assert g.reads_words and g.vocab_size == 30 and not Generator(16, 10, 0.125).reads_words
+    with pytest.raises(ConfigError, match="vocabulary size"):
+        Generator(16, 10, 0.125, attention=True)
     x, phi = torch.rand(2, 3, 16, 16) * 2 - 1, torch.randn(2, 10)
-    with pytest.raises(ValueError, match="pass words and word_mask"):
+    with pytest.raises(ValueError, match="pass its token ids"):
         g(x, phi, torch.zeros(2, g.cond_dim))
-    words, mask = torch.randn(2, 5, 10), torch.ones(2, 5, dtype=torch.bool)
+    tokens = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 8, 9, 2]])
     with torch.no_grad():
         g.to_rgb.bias[3] = 30.0  # mask open: the output is the paint
-        a = g(x, phi, torch.zeros(2, g.cond_dim), words, mask)[0]
-        b = g(x, phi, torch.zeros(2, g.cond_dim), torch.randn(2, 5, 10), mask)[0]
+        a = g(x, phi, torch.zeros(2, g.cond_dim), tokens)[0]
+        b = g(x, phi, torch.zeros(2, g.cond_dim), tokens.flip(0))[0]
     assert a.shape == x.shape and not torch.allclose(a, b), "the output follows the words"
 
 
@@ -78,8 +85,7 @@ def _word_data(n: int = 24, size: int = 20, text_dim: int = 10, swaps: int = 0) 
     tokens[:, :, 4:] = 0  # padding
     data = GanData(images, feats, np.full(n, 3), images[:2], feats[:3, 0], ["a", "b", "c"])
     data.tokens, data.sample_tokens = tokens, tokens[:3, 0]
-    torch.manual_seed(0)  # the same frozen encoder in every copy
-    data.word_encoder = TextEncoder(30, 8, text_dim)
+    data.vocab_size = 30
     if swaps:
         data.swap_images = rng.integers(0, 256, (swaps, n, size, size, 3), dtype=np.uint8)
         data.swap_features = rng.normal(size=(swaps, n, text_dim)).astype(np.float32)
@@ -100,13 +106,12 @@ def test_training_reads_the_drawn_captions_words_and_the_swapped_ones():
     batch = trainer.make_batch(both, idx)
     gen = torch.Generator().manual_seed(5)  # the caption draw make_batch made
     j = (torch.rand(len(idx), generator=gen) * trainer.counts[idx]).long()
-    expected = trainer.word_encoder.words(trainer.tokens[idx, j])
-    torch.testing.assert_close(batch.words, expected)
-    assert torch.equal(batch.word_mask, trainer.tokens[idx, j] > 0)
-    assert torch.equal(batch.swap_word_mask, trainer.swap_tokens[0, idx[:4]] > 0)
+    assert torch.equal(batch.tokens, trainer.tokens[idx, j])
+    assert torch.equal(batch.swap_tokens, trainer.swap_tokens[0, idx[:4]])
+    before = trainer.g.reader.embed.weight.detach().clone()
     stats = trainer.train_step(both, idx)
     assert all(torch.isfinite(v) for v in stats.values())
-    assert not any(p.requires_grad for p in trainer.word_encoder.parameters()), "the text encoder is frozen"
+    assert not torch.equal(trainer.g.reader.embed.weight, before), "G trains its own word reader"
     grid = trainer.sample_grid()
     assert grid.shape == (2, 3, 16, 16, 3)
 

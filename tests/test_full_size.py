@@ -92,10 +92,10 @@ def test_layers_blend_into_the_forward_output(output):
     from sisgan.models import Generator
 
     torch.manual_seed(0)
-    g = Generator(16, 12, 0.125, output=output).eval()
+    g = Generator(16, 12, 0.125, output=output, vocab_size=9).eval()
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     text, noise = torch.randn(3, 12), torch.zeros(3, g.cond_dim)
-    words = (torch.randn(3, 5, 12), torch.ones(3, 5, dtype=torch.bool)) if g.reads_words else ()
+    words = (torch.tensor([[2, 3, 0], [4, 5, 6], [7, 0, 0]]),) if g.reads_words else ()
     with torch.no_grad():
         mask, repaint = g.layers(x, text, noise, *words)
         out = g(x, text, noise, *words)[0]

@@ -33,9 +33,10 @@ def make_models(root: Path, seed: int = 0, output: str = "direct", closed: bool 
 
     torch.manual_seed(seed)
     text_cfg = TextConfig(embed_dim=8, hidden_dim=TEXT_DIM, cnn_width=4, image_size=IMAGE_SIZE)
-    TextModel.create(text_cfg, Vocabulary.build(CAPTIONS)).save(root / "text")
+    vocab = Vocabulary.build(CAPTIONS)
+    TextModel.create(text_cfg, vocab).save(root / "text")
     gan_cfg = GANConfig(image_size=IMAGE_SIZE, width=0.125, output=output)
-    g = generator_from_config(gan_cfg, TEXT_DIM)
+    g = generator_from_config(gan_cfg, TEXT_DIM, vocab_size=len(vocab))
     if closed:
         with torch.no_grad():  # sigmoid(-1e4) is 0.0 in float32
             g.to_rgb.weight[3:].zero_()
@@ -44,6 +45,7 @@ def make_models(root: Path, seed: int = 0, output: str = "direct", closed: bool 
         "generator": g.state_dict(),
         "gan_config": gan_cfg.to_dict(),
         "text_dim": TEXT_DIM,
+        "vocab_size": g.vocab_size,
         "load_size": LOAD_SIZE,
         "dataset": "synth-birds",
         "text_model": "models/text",

@@ -3,9 +3,12 @@ attention), so that "a blue crown" reaches the head and not the wings.
 
 The sentence vector φ(t) has to carry every (part, colour) binding of a caption in one vector, and the
 generator must decode it everywhere at once; with attention each position picks the words that concern it.
-The words are the frozen text encoder's GRU states after each word (sisgan.text.encoder.TextEncoder.words):
-the state after "crown" in "a blue crown" has read "blue", the one after "blue" in "the crown is blue" has
-read "crown", so each binding sits in some word's state.
+The words are read by the generator's own trainable word reader (WordReader: an embedding and a
+bidirectional GRU over the caption's token ids): the state at "crown" in "a blue crown" has read "blue",
+the one at "blue" in "the crown is blue" has read "crown", so each binding sits in some word's state.
+Reading the frozen text encoder's per-word states instead was measured and not adopted (RESULTS.md,
+"Word-level conditioning"): that encoder was trained to rank whole sentences, and its states do not
+separate the parts a generator has to find.
 """
 
 from __future__ import annotations
@@ -24,6 +27,32 @@ def attend(query: torch.Tensor, keys: torch.Tensor, word_mask: torch.Tensor) -> 
     (True = a real word) -> [B, P, L], each row summing to 1 over the real words."""
     logits = query @ keys.transpose(1, 2) / math.sqrt(query.shape[-1])  # [B, P, L]
     return logits.masked_fill(~word_mask[:, None, :], _MASKED).softmax(dim=-1)
+
+
+class WordReader(nn.Module):
+    """Token ids [B, L] int64 (0-padded at the end) -> per-word states [B, L, 2·dim], trained with G.
+
+    A bidirectional GRU whose backward half reads each caption from its own last word, so a state does not
+    depend on how much padding follows (training pads to the longest caption of the split, inference to
+    the longest of its batch). The reversal is a per-row gather, not a packed sequence: packing needs the
+    lengths on the host (a sync, and no CUDA graph).
+    """
+
+    def __init__(self, vocab_size: int, dim: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.forward_gru = nn.GRU(dim, dim, batch_first=True)
+        self.backward_gru = nn.GRU(dim, dim, batch_first=True)
+        self.out_dim = 2 * dim
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        e = self.embed(tokens)  # [B, L, dim]
+        lengths = (tokens > 0).sum(1, keepdim=True)  # [B, 1]
+        pos = torch.arange(tokens.shape[1], device=tokens.device)[None]  # [1, L]
+        # Each caption's words in reverse, its padding where it was; the same gather undoes it.
+        rev = torch.where(pos < lengths, lengths - 1 - pos, pos)[..., None].expand_as(e)  # [B, L, dim]
+        backward = self.backward_gru(e.gather(1, rev))[0].gather(1, rev)
+        return torch.cat([self.forward_gru(e)[0], backward], dim=-1)
 
 
 class WordAttention(nn.Module):

@@ -13,7 +13,7 @@ from torch import nn
 from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
 from sisgan.pixels import to_uint8, to_unit
-from sisgan.models.attention import WordAttention, WordPaint
+from sisgan.models.attention import WordAttention, WordPaint, WordReader
 from sisgan.models.blocks import ResidualBlock, TextResidualBlock, ch, init_weights, tile
 
 # How G's last layer forms the output image: "direct" (the paper: tanh of the decoder), "mask" (a repaint
@@ -114,6 +114,7 @@ class Generator(nn.Module):
         output: str = "direct",
         conditioning: str = "concat",
         attention: bool = False,
+        vocab_size: int = 0,
     ) -> None:
         super().__init__()
         if output not in OUTPUTS:
@@ -155,12 +156,19 @@ class Generator(nn.Module):
         # from S/4 features, and a mask has to follow the parts' edges at full resolution) and add a mask channel.
         self.masked = output in ("mask", "paint")
         self.to_rgb = nn.Conv2d(c3 + 3 * self.masked, 3 + self.masked, 3, padding=1)
-        # Word-level conditioning (sisgan.models.attention): positions at S/4 and S/2 read the words, and
-        # "paint" takes each pixel's colour from them.
+        # Word-level conditioning (sisgan.models.attention): G reads the caption's token ids with its own
+        # word reader; positions at S/4 and S/2 attend to the words, and "paint" takes each pixel's colour
+        # from them.
         self.attention = attention
-        if attention:
-            self.attend = nn.ModuleList([WordAttention(c, text_dim), WordAttention(c2, text_dim)])
-        self.paint = WordPaint(c3 + 3, text_dim) if output == "paint" else None
+        self.reader: WordReader | None = None
+        if attention or output == "paint":
+            if vocab_size < 2:
+                raise ConfigError("a generator that reads words needs the text encoder's vocabulary size.")
+            self.reader = WordReader(vocab_size)
+            words = self.reader.out_dim
+            if attention:
+                self.attend = nn.ModuleList([WordAttention(c, words), WordAttention(c2, words)])
+        self.paint = WordPaint(c3 + 3, self.reader.out_dim) if output == "paint" else None
         self.apply(init_weights)
         if self.masked:
             # The mask starts almost closed (sigmoid(-3) = 0.05): G begins close to the identity.
@@ -168,20 +176,27 @@ class Generator(nn.Module):
 
     @property
     def reads_words(self) -> bool:
-        """Whether forward needs the caption's per-word states (attention or the paint output)."""
-        return self.attention or self.paint is not None
+        """Whether forward needs the caption's token ids (attention or the paint output)."""
+        return self.reader is not None
+
+    @property
+    def vocab_size(self) -> int:
+        """The vocabulary its word reader embeds (0: it reads no words)."""
+        return 0 if self.reader is None else self.reader.embed.num_embeddings
 
     def forward(
         self,
         image: torch.Tensor,
         text: torch.Tensor,
         noise: torch.Tensor,
-        words: torch.Tensor | None = None,
-        word_mask: torch.Tensor | None = None,
+        tokens: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """words [B, L, T] and word_mask [B, L] (True = a real word): needed when reads_words."""
-        if self.reads_words and (words is None or word_mask is None):
-            raise ValueError("this generator reads the caption's words: pass words and word_mask")
+        """tokens [B, L] int64: the caption's token ids (0 = padding), needed when reads_words."""
+        words = word_mask = None
+        if self.reader is not None:
+            if tokens is None:
+                raise ValueError("this generator reads the caption's words: pass its token ids")
+            words, word_mask = self.reader(tokens), tokens > 0  # [B, L, D], [B, L]
         feat = self.encoder(image)  # [B, 512w, S/4, S/4]
         cond, mu, log_sigma = self.ca(text, noise)  # [B, C]
         x = self.fuse(torch.cat([feat, tile(cond, feat.shape[-1]).to(feat.dtype)], dim=1))
@@ -206,8 +221,7 @@ class Generator(nn.Module):
         image: torch.Tensor,
         text: torch.Tensor,
         noise: torch.Tensor,
-        words: torch.Tensor | None = None,
-        word_mask: torch.Tensor | None = None,
+        tokens: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two layers a "mask" or "paint" generator blends: (mask [B, 1, S, S] in [0, 1], repaint
         [B, 3, S, S] in [-1, 1]); forward's image is mask * repaint + (1 - mask) * image. Taken from forward's
@@ -219,7 +233,7 @@ class Generator(nn.Module):
         if self.paint is not None:
             hooks.append(self.paint.register_forward_hook(lambda _m, _i, y: seen.__setitem__("paint", y)))
         try:
-            self(image, text, noise, words, word_mask)
+            self(image, text, noise, tokens)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -227,8 +241,11 @@ class Generator(nn.Module):
         return torch.sigmoid(y[:, 3:]), seen["paint"] if self.paint is not None else torch.tanh(y[:, :3])
 
 
-def generator_from_config(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> Generator:
-    """The generator `gan:` describes (training builds it with the VGG weights, inference without)."""
+def generator_from_config(
+    cfg: GANConfig, text_dim: int, load_vgg: bool = True, vocab_size: int = 0
+) -> Generator:
+    """The generator `gan:` describes (training builds it with the VGG weights, inference without);
+    vocab_size: the text encoder's, for a generator that reads words."""
     return Generator(
         cfg.image_size,
         text_dim,
@@ -239,14 +256,15 @@ def generator_from_config(cfg: GANConfig, text_dim: int, load_vgg: bool = True) 
         output=cfg.output,
         conditioning=cfg.conditioning,
         attention=cfg.attention,
+        vocab_size=vocab_size,
     )
 
 
 def text_inputs(generator: Generator, text_model: Any, texts: Sequence[str]) -> tuple[torch.Tensor, ...]:
-    """What `generator` reads of texts, from the frozen text model: (φ [M, T],) or, when it reads words,
-    (φ, per-word states [M, L, T], word mask [M, L]) — edit_images' text arguments."""
+    """What `generator` reads of texts: (φ [M, T],) from the frozen text model or, when it reads words,
+    (φ, token ids [M, L]) — edit_images' text arguments."""
     phi = text_model.encode_texts(texts)
-    return (phi, *text_model.encode_words(texts)) if generator.reads_words else (phi,)
+    return (phi, text_model.tokens(texts)[0]) if generator.reads_words else (phi,)
 
 
 @torch.no_grad()
@@ -254,12 +272,11 @@ def edit_images(
     generator: Generator,
     images: np.ndarray,
     texts: torch.Tensor,
-    words: torch.Tensor | None = None,
-    word_mask: torch.Tensor | None = None,
+    tokens: torch.Tensor | None = None,
     batch_size: int = 128,
 ) -> np.ndarray:
     """G over uint8 images [N, S, S, 3] with φ(t) [N, T] (and, for a generator that reads words, their
-    states [N, L, T] and mask [N, L]), in batches: uint8 [N, S, S, 3].
+    token ids [N, L]), in batches: uint8 [N, S, S, 3].
 
     ε = 0 (the mean condition), and in whatever mode the caller left G (eval for inference).
     """
@@ -269,6 +286,6 @@ def edit_images(
         rows = slice(i, i + batch_size)
         x = to_unit(images[rows], device)
         noise = torch.zeros(len(x), generator.cond_dim, device=device)
-        per_word = (words[rows].to(device), word_mask[rows].to(device)) if words is not None else ()
+        per_word = (tokens[rows].to(device),) if tokens is not None else ()
         outs.append(to_uint8(generator(x, texts[rows].to(device), noise, *per_word)[0]))
     return np.concatenate(outs)

@@ -28,15 +28,6 @@ class TextEncoder(nn.Module):
         _, h = self.gru(packed)  # h: [1, B, H]
         return h[0]
 
-    def words(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, L] (0-padded) -> the GRU's state after each word, [B, L, H].
-
-        No packing needed: the GRU reads left to right and the padding comes after each caption's end, so
-        the states at real words are exactly those of the packed run (padded positions are masked by the
-        reader). Unpacked, the call has fixed shapes and never syncs with the host.
-        """
-        return self.gru(self.embed(tokens))[0]
-
 
 def load_word_vectors(path: str | Path, vocab: Vocabulary, dim: int) -> tuple[torch.Tensor, int]:
     """Rows of a fastText/GloVe `.vec` text file for the vocabulary's words: ([V, dim], words found).

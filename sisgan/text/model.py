@@ -77,19 +77,6 @@ class TextModel:
         return torch.cat(out) if out else torch.zeros(0, self.text_encoder.out_dim, device=self.device)
 
     @torch.no_grad()
-    def encode_words(
-        self, texts: Sequence[str], length: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-word states of each text: ([M, L, hidden_dim] float32, mask [M, L] bool: real words), on the
-        model's device; L = length, or the longest text's."""
-        self.text_encoder.eval()
-        ids, lengths = self.tokens(texts)
-        if length is not None:
-            ids = torch.nn.functional.pad(ids, (0, length - ids.shape[1]))
-        mask = torch.arange(ids.shape[1], device=ids.device)[None] < lengths.to(ids.device)[:, None]
-        return self.text_encoder.words(ids), mask
-
-    @torch.no_grad()
     def encode_images(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """images float [B, 3, H, W] in [-1, 1] -> [B, hidden_dim]."""
         self.image_encoder.eval()

@@ -30,8 +30,9 @@ from sisgan.models.generator import edit_images
 from sisgan.train import checkpoint
 from sisgan.train.distributed import DistInfo, all_reduce_mean
 from sisgan.train.graphs import CudaStepGraph, StepGraph, TrainingState
+from sisgan.train.pairs import region_weights
 
-LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "swap")
+LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "swap", "region")
 # Parameters that may change between a checkpoint and a resumed run (training simply continues).
 RESUMABLE_CHANGES = {
     "epochs",
@@ -62,9 +63,11 @@ class GanData:
     per image; sample_* are the fixed grid: sources [K, S, S, 3] and target φ(t) [M, T] with captions.
     swap_images [K, N, S, S, 3] uint8 and swap_features [K, N, T]: K colour-swap edit pairs per image
     (sisgan.train.swaps), needed only when gan.swap_weight > 0.
+    swap_regions [K, N, S, S] uint8: the pairs' changed regions (sisgan.train.pairs.region_codes), needed
+    when gan.region_weight > 0.
     For a generator that reads words (gan.attention, output "paint"): tokens [N, C, L] int64, every caption's
-    token ids (0 = padding), swap_tokens [K, N, L] those of the swapped captions, and word_encoder, the frozen
-    text encoder whose per-word states G reads (computed per batch: caching them would take gigabytes).
+    token ids (0 = padding), swap_tokens [K, N, L] those of the swapped captions, and vocab_size, the text
+    encoder's vocabulary (G embeds the ids with its own word reader).
     """
 
     images: np.ndarray
@@ -75,10 +78,11 @@ class GanData:
     sample_captions: list[str]
     swap_images: np.ndarray | None = None
     swap_features: np.ndarray | None = None
+    swap_regions: np.ndarray | None = None
     tokens: np.ndarray | None = None
     swap_tokens: np.ndarray | None = None
     sample_tokens: np.ndarray | None = None  # [M, L]: the sample grid's captions
-    word_encoder: nn.Module | None = None
+    vocab_size: int = 0
 
     def fingerprint(self) -> str:
         """Identifies the training data, so a checkpoint is never resumed on other images or captions."""
@@ -93,8 +97,11 @@ class GanData:
         return h.hexdigest()
 
 
-def build_models(cfg: GANConfig, text_dim: int, load_vgg: bool = True) -> tuple[Generator, Discriminator]:
-    return generator_from_config(cfg, text_dim, load_vgg), Discriminator(cfg.image_size, text_dim, cfg.width)
+def build_models(
+    cfg: GANConfig, text_dim: int, load_vgg: bool = True, vocab_size: int = 0
+) -> tuple[Generator, Discriminator]:
+    g = generator_from_config(cfg, text_dim, load_vgg, vocab_size)
+    return g, Discriminator(cfg.image_size, text_dim, cfg.width)
 
 
 def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
@@ -112,14 +119,16 @@ def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
     if len(data.images) != len(data.features):
         raise ConfigError("cached caption features do not match the shards; rerun `dvc repro pretrain_text`.")
     reads_words = cfg.attention or cfg.output == "paint"
-    if reads_words and (data.tokens is None or data.word_encoder is None):
-        raise ConfigError("gan.attention and gan.output: paint need the captions' tokens and text encoder.")
+    if reads_words and (data.tokens is None or data.vocab_size < 2):
+        raise ConfigError("gan.attention and gan.output: paint need the captions' tokens and vocabulary.")
     if reads_words and cfg.swap_weight and data.swap_tokens is None:
         raise ConfigError("gan.attention and gan.output: paint need the swapped captions' tokens.")
     if cfg.swap_weight and (data.swap_images is None or data.swap_features is None):
         raise ConfigError(
             "gan.swap_weight > 0 needs the colour-swap pairs; run `dvc repro edit_pairs` first."
         )
+    if cfg.region_weight and (not cfg.swap_weight or data.swap_regions is None):
+        raise ConfigError("gan.region_weight > 0 needs gan.swap_weight > 0 and the pairs' changed regions.")
 
 
 class Trainer:
@@ -149,7 +158,7 @@ class Trainer:
         self._graph_lr: tuple[float, float] | None = None
         self.memory_format = torch.channels_last if (cuda and cfg.channels_last) else torch.contiguous_format
         torch.manual_seed(seed)  # identical initial weights on every rank
-        self._build_networks(data.features.shape[-1])
+        self._build_networks(data.features.shape[-1], data.vocab_size)
         self._build_optimizers()
         self._build_data()
         self.epoch = 0  # completed epochs
@@ -158,10 +167,10 @@ class Trainer:
         self.seen: list[torch.Tensor] = []  # image indices per step, kept only when record_indices is set
         self.record_indices = False
 
-    def _build_networks(self, text_dim: int) -> None:
+    def _build_networks(self, text_dim: int, vocab_size: int) -> None:
         """G, D and the loss over them (through DDP and torch.compile when those are on)."""
         cfg = self.cfg
-        self.g, self.d = build_models(cfg, text_dim)
+        self.g, self.d = build_models(cfg, text_dim, vocab_size=vocab_size)
         self.g.to(self.device, memory_format=self.memory_format)
         self.d.to(self.device, memory_format=self.memory_format)
         g_forward: nn.Module = self.g
@@ -173,7 +182,7 @@ class Trainer:
             g_forward, d_step = DDP(g_forward, device_ids=ids), DDP(d_step, device_ids=ids)
         if cfg.compile:
             g_forward, d_step = torch.compile(g_forward), torch.compile(d_step)
-        weights = LossWeights(kl=cfg.kl_weight, recon=cfg.recon_weight, swap=cfg.swap_weight)
+        weights = LossWeights(cfg.kl_weight, cfg.recon_weight, cfg.swap_weight, cfg.region_weight)
         self.loss = SisganLoss(g_forward, d_step, self.d, weights)
 
     def _build_optimizers(self) -> None:
@@ -211,12 +220,15 @@ class Trainer:
             self.sources = self.loader.images  # [N, 3, S, S] uint8
             self.swap_images = torch.from_numpy(data.swap_images).permute(0, 1, 4, 2, 3).to(self.device)
             self.swap_features = torch.from_numpy(data.swap_features).to(self.device)  # [K, N, T]
+            if cfg.region_weight:  # a 7th channel, cropped and flipped with the pair
+                self.swap_images = torch.cat(
+                    [self.swap_images, torch.from_numpy(data.swap_regions)[:, :, None].to(self.device)], dim=2
+                )
         if self.g.reads_words:
-            assert data.tokens is not None and data.word_encoder is not None  # _check
+            assert data.tokens is not None  # _check
             self.tokens = torch.from_numpy(data.tokens).to(self.device)  # [N, C, L]
             if self.swaps:
                 self.swap_tokens = torch.from_numpy(data.swap_tokens).to(self.device)  # [K, N, L]
-            self.word_encoder = data.word_encoder.to(self.device).eval().requires_grad_(False)
         self.noise_gen = torch.Generator(device=self.device)
         self.noise_gen.manual_seed(self.seed * 104_729 + 17 + self.dist.rank)
 
@@ -227,11 +239,6 @@ class Trainer:
         u = torch.rand(idx.shape[0], device=self.device, generator=self.noise_gen)
         return (u * self.counts[idx]).long()
 
-    @torch.no_grad()
-    def _words(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids [B, L] -> the frozen text encoder's state after each word [B, L, T], the mask [B, L]."""
-        return self.word_encoder.words(tokens), tokens > 0
-
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.autocast:
             return contextlib.nullcontext()
@@ -240,21 +247,23 @@ class Trainer:
 
     def make_batch(self, real: torch.Tensor, idx: torch.Tensor) -> Batch:
         """The step's inputs from a loader batch: real [B, 3, S, S] in [-1, 1] (with gan.swap_weight on,
-        [B, 6, S, S]: source and its colour-swap edit) and idx [B] the rows' image indices. One caption per
+        [B, 6, S, S]: source and its colour-swap edit; [B, 7, S, S] with the edit's region codes) and idx [B]
+        the rows' image indices. One caption per
         image and G's noise are drawn here, outside the step proper, so that the graphed step
         (gan.cuda_graph) replays the same maths on fresh draws."""
         j = self._caption(idx)
         fields: dict[str, torch.Tensor] = {"text": self.features[idx, j]}
         if self.g.reads_words:
-            fields["words"], fields["word_mask"] = self._words(self.tokens[idx, j])
+            fields["tokens"] = self.tokens[idx, j]
         if self.swaps:
             half = mismatching_rows(len(real))
-            real, edit = real[:, :3], real[:, 3:]
+            if self.cfg.region_weight:
+                fields["swap_regions"] = region_weights(real[:half, 6:7])  # [B/2, 1, S, S]
+            real, edit = real[:, :3], real[:, 3:6]
             fields["swap_target"] = edit[:half].contiguous(memory_format=self.memory_format)
             fields["swap_text"] = self.swap_features[self._variant, idx[:half]]
             if self.g.reads_words:
-                swapped = self._words(self.swap_tokens[self._variant, idx[:half]])
-                fields["swap_words"], fields["swap_word_mask"] = swapped
+                fields["swap_tokens"] = self.swap_tokens[self._variant, idx[:half]]
         real = real.contiguous(memory_format=self.memory_format)
         noise = torch.randn(len(real), self.g.cond_dim, device=self.device, generator=self.noise_gen)
         return Batch(real=real, noise=noise, **fields)
@@ -382,8 +391,7 @@ class Trainer:
         per_word: tuple[torch.Tensor, ...] = ()
         if self.g.reads_words:
             assert self.data.sample_tokens is not None, "a generator that reads words needs sample_tokens"
-            tokens = torch.from_numpy(self.data.sample_tokens).to(self.device)
-            per_word = tuple(t.repeat(k, *([1] * (t.dim() - 1))) for t in self._words(tokens))
+            per_word = (torch.from_numpy(self.data.sample_tokens).repeat(k, 1),)  # [K·M, L]
         self.g.eval()
         out = edit_images(self.g, sources.repeat(m, axis=0), texts.repeat(k, 1), *per_word, batch_size=k * m)
         self.g.train()

@@ -20,7 +20,7 @@ from sisgan.data.shards import SplitData, load_split
 from sisgan.tracking import Tracker
 from sisgan.train.distributed import DistInfo
 from sisgan.train.gan import LOSS_KEYS, GanData, Hooks, Trainer, fit
-from sisgan.train.pairs import PAIRS_FILE, EditPairs, load_pairs
+from sisgan.train.pairs import PAIRS_FILE, EditPairs, load_pairs, region_codes
 
 N_TARGETS = 4  # target captions (columns) in the sample grid
 
@@ -72,6 +72,8 @@ def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = Non
     if cfg.swap_weight:
         pairs = pairs or load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
         data.swap_images, data.swap_features = pairs.images, pairs.features
+        if cfg.region_weight:
+            data.swap_regions = region_codes(train.images, pairs.images)
     if cfg.attention or cfg.output == "paint":
         add_words(data, train.captions, pairs.captions if cfg.swap_weight and pairs else [], files.text_model)
     return data
@@ -81,7 +83,7 @@ def add_words(
     data: GanData, captions: Sequence[Sequence[str]], swapped: Sequence[Sequence[str]], text_model: Path
 ) -> None:
     """What a generator that reads words needs: the captions' (and the swapped captions') token ids, padded
-    to one length, and the frozen text encoder that turns them into per-word states."""
+    to one length, and the size of the vocabulary they index."""
     from sisgan.text.model import TextModel
 
     text = TextModel.load(text_model)
@@ -91,7 +93,7 @@ def add_words(
     data.sample_tokens = text.caption_tokens([[c] for c in data.sample_captions], length)[:, 0]
     if swapped:
         data.swap_tokens = text.caption_tokens(list(zip(*swapped, strict=True)), length).transpose(1, 0, 2)
-    data.word_encoder = text.text_encoder
+    data.vocab_size = len(text.vocab)
 
 
 def export_generator(trainer: Trainer, files: GanFiles) -> Path:
@@ -105,6 +107,7 @@ def export_generator(trainer: Trainer, files: GanFiles) -> Path:
             "generator": trainer.g.state_dict(),
             "gan_config": trainer.cfg.to_dict(),
             "text_dim": int(trainer.data.features.shape[-1]),
+            "vocab_size": trainer.g.vocab_size,
             "load_size": int(trainer.data.images.shape[1]),  # the stored size the shards hold
             "dataset": files.dataset,
             "text_model": str(files.text_model),
@@ -201,9 +204,8 @@ class _Plots:
 
         self.grid(self.trainer.sample_grid())
         cfg = self.trainer.cfg
-        generator = (
-            ["g_adv", "kl"] + (["recon"] if cfg.recon_weight else []) + (["swap"] if cfg.swap_weight else [])
-        )
+        weighted = {"recon": cfg.recon_weight, "swap": cfg.swap_weight, "region": cfg.region_weight}
+        generator = ["g_adv", "kl"] + [term for term, weight in weighted.items() if weight]
         panels = {"discriminator": ["d_real", "d_mismatch", "d_fake"], "generator": generator}
         write_csv(self.csv, history)
         line_png(self.png, history, "epoch", panels, title=f"train_gan on {self.dataset}")
