@@ -6,7 +6,7 @@ against the ground truth.
 A variant is a base, `paper` (the paper profile: sisgan.config.PAPER_RECIPE) or `default` (params.yaml's
 gan section), then comma-separated changes: recon, swap (loss weights), sv (colour-swap sets), sc (flat |
 shaded: the pairs' colour model), lr, kl,
-batch, out (direct | mask | paint), cond (concat | film), att (word attention: 0 | 1), rw (region weight),
+batch, out (direct | mask | paint), cond (concat | film), att (word attention: 0 | 1),
 ep (epochs), size (image size).
 
 Trains each variant from the same initialisation on the current shards, cached caption features and edit
@@ -43,7 +43,6 @@ KEYS = {
     "out": "output",
     "cond": "conditioning",
     "att": "attention",
-    "rw": "region_weight",
     "ep": "epochs",
     "size": "image_size",
 }

@@ -29,7 +29,6 @@ from sisgan.errors import ConfigError
 from sisgan.eval.evaluate import build_context, counterfactual_metrics, run_generator
 from sisgan.text.model import TextModel
 from sisgan.train.gan import GanData, Trainer
-from sisgan.train.pairs import region_codes
 from sisgan.train.run import GanFiles, load_gan_data
 
 
@@ -67,7 +66,6 @@ def supervised_data(data: GanData, train: SplitData, seed: int) -> GanData:
         data,
         swap_images=edits[None],
         swap_features=data.features[target, caption][None],
-        swap_regions=region_codes(data.images, edits[None]),
         swap_tokens=tokens,
     )
 

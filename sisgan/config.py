@@ -251,7 +251,6 @@ class GANConfig(Config):
     recon_weight: float = 0.0  # L1 reconstruction on the matching-text half of the batch (TAGAN-style)
     swap_weight: float = 0.0  # L2 of G(x, colour-swapped t) vs x recoloured alike (sisgan.train.swaps)
     swap_variants: int = 4  # swapped caption + recoloured image pairs per training image
-    region_weight: float = 0.0  # the swap L2 again, each changed region weighted alike (sisgan.losses)
     swap_colours: Literal["flat", "shaded"] = "flat"  # the pairs' colour model: flat parts | shaded photos
     output: Literal["direct", "mask", "paint"] = "direct"  # mask/paint: a repaint blended into the source
     attention: bool = False  # image positions read the caption's words (sisgan.models.attention)
@@ -288,7 +287,6 @@ class GANConfig(Config):
         self._require(self.recon_weight >= 0, "recon_weight", "must be >= 0.")
         self._require(self.swap_weight >= 0, "swap_weight", "must be >= 0.")
         self._require(self.swap_variants >= 1, "swap_variants", "must be at least 1.")
-        self._require(self.region_weight >= 0, "region_weight", "must be >= 0.")
         self._require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1 epoch.")
         self._require(self.sample_every >= 1, "sample_every", "must be at least 1 epoch.")
         self._require(self.samples >= 1, "samples", "must be at least 1.")
@@ -356,7 +354,7 @@ PAPER_RECIPE: dict[type[Config], tuple[str, ...]] = {
     GANConfig: (
         *("image_size", "width", "batch_size", "epochs", "lr", "beta1", "beta2", "lr_decay"),
         *("lr_decay_every", "kl_weight", "flip", "recon_weight", "swap_weight", "output", "conditioning"),
-        *("attention", "region_weight"),
+        "attention",
     ),
 }
 # Real photos on a CPU (docs/datasets.md, "Settings for real photos"; measured in benchmarks/RESULTS.md): the

@@ -28,9 +28,7 @@ class Batch:
     conditioning augmentation's ε. For a generator that reads words, tokens [B, L] int64: the same
     captions' token ids (0 = padding). With colour-swap pairs (gan.swap_weight), swap_text [B/2, T] (and
     swap_tokens) is the mismatching half's text, a colour-swapped caption of its own image, and
-    swap_target [B/2, 3, S, S] the image recoloured alike: the edit's known answer; with gan.region_weight,
-    swap_regions [B/2, 1, S, S] weighs each changed pixel by the inverse area of its changed region
-    (sisgan.train.swaps.region_weights; 0 where nothing changes).
+    swap_target [B/2, 3, S, S] the image recoloured alike: the edit's known answer.
     """
 
     real: torch.Tensor
@@ -40,7 +38,6 @@ class Batch:
     swap_target: torch.Tensor | None = None
     swap_text: torch.Tensor | None = None
     swap_tokens: torch.Tensor | None = None
-    swap_regions: torch.Tensor | None = None
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The batch's tensors as a flat tuple (what a CUDA graph's static inputs are copied from)."""
@@ -136,7 +133,6 @@ class LossWeights:
     kl: float = 1.0
     recon: float = 0.0
     swap: float = 0.0
-    region: float = 0.0
 
 
 class SisganLoss:
@@ -150,9 +146,6 @@ class SisganLoss:
           with its colour words swapped and x_swap is x recoloured alike (sisgan.train.swaps): an edit with
           a known answer, built from the data without labels. L2, not L1: while G is unsure of the colour,
           L1's optimum (the median) is to change nothing.
-        + λ_region · mean(w · (G(x, t_swap) − x_swap)²), w = 1 / (area of the pixel's changed region) on
-          changed pixels: every region that the caption changes weighs alike, so a 3-pixel beak counts as
-          much as a 200-pixel body (without it G learns the large parts and leaves the small ones).
 
     generator and d_step may be wrapped (DistributedDataParallel, torch.compile); discriminator is the bare
     D that the G phase scores with.
@@ -188,21 +181,15 @@ class SisganLoss:
         return stats["d_real"] + stats["d_mismatch"] + stats["d_fake"], stats
 
     def g_phase(self, batch: Batch, gen: Generated) -> tuple[torch.Tensor, Stats]:
-        """-> (G loss, {g_adv, kl, recon, swap, region}); D is only a critic here: its weights take no
-        gradient."""
+        """-> (G loss, {g_adv, kl, recon, swap}); D is only a critic here: its weights take no gradient."""
         with frozen(self.d):
             g_adv = _bce(self.d(gen.fake, gen.relevant), 1.0)
         kl = kl_divergence(gen.mu.float(), gen.log_sigma.float())
         half = mismatching_rows(len(batch.real))
         recon = (gen.fake[half:].float() - batch.real[half:].float()).abs().mean()  # matching text: = input
         loss = g_adv + self.w.kl * kl + self.w.recon * recon
-        swap = region = torch.zeros((), device=gen.fake.device)
+        swap = torch.zeros((), device=gen.fake.device)
         if batch.swap_target is not None:
-            error = (gen.fake[:half].float() - batch.swap_target.float()).pow(2)  # [B/2, 3, S, S]
-            swap = error.mean()
+            swap = (gen.fake[:half].float() - batch.swap_target.float()).pow(2).mean()
             loss = loss + self.w.swap * swap
-            if batch.swap_regions is not None:
-                region = (batch.swap_regions.float() * error).mean()
-                loss = loss + self.w.region * region
-        stats = {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach()}
-        return loss, stats | {"region": region.detach()}
+        return loss, {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach()}

@@ -446,7 +446,9 @@ def test_unknown_output_mode_is_a_clear_error(removed):
         Generator(16, 10, 0.125, output=removed)
 
 
-@pytest.mark.parametrize("key", ["vse_weight", "cycle_weight", "recolour", "share_fake", "cudnn_benchmark"])
+@pytest.mark.parametrize(
+    "key", ["vse_weight", "cycle_weight", "recolour", "share_fake", "cudnn_benchmark", "region_weight"]
+)
 def test_removed_options_are_unknown_keys(key):
     with pytest.raises(ConfigError, match=rf"unknown key\(s\) \['{key}'\] in section 'gan'"):
         _cfg(**{key: 1})
@@ -518,35 +520,3 @@ def test_other_swap_pairs_are_other_training_data(tmp_path):
     other = _swap_data()
     other.swap_images = other.swap_images[::-1].copy()
     assert not Trainer(cfg, other, seed=1).try_resume(tmp_path / "b.pt", log=lambda m: None)
-
-
-def test_region_term_weighs_the_swap_error_by_region_and_rides_with_the_crop():
-    from sisgan.train.pairs import region_codes, region_weights
-
-    torch.manual_seed(0)
-    d = Discriminator(16, 10, 0.125)
-    real, fake = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1
-    target, regions = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 1, 16, 16)
-    batch = Batch(
-        real, torch.randn(4, 10), torch.zeros(4, 5), swap_target=target, swap_text=torch.randn(2, 10)
-    )
-    loss = _loss(fake, d, swap=3.0, region=5.0)
-    gen = loss.generate(batch)
-    d.eval()
-    plain, _ = loss.g_phase(batch, gen)
-    batch.swap_regions = regions
-    total, stats = loss.g_phase(batch, gen)
-    expected = (regions * (fake[:2] - target).pow(2)).mean()
-    assert float(stats["region"]) == pytest.approx(float(expected))
-    assert (total - plain).item() == pytest.approx(5.0 * expected.item(), rel=1e-5)
-    # In training, the codes are a 7th channel of the pair: the weights follow its crop and flip.
-    data = _swap_data(variants=1)
-    data.swap_regions = region_codes(data.images, data.swap_images)
-    trainer = Trainer(_cfg(swap_weight=10.0, region_weight=100.0), data)
-    _, idx, both = next(trainer.batches(0))
-    assert both.shape == (8, 7, 16, 16)
-    batch = trainer.make_batch(both, idx)
-    torch.testing.assert_close(batch.swap_regions, region_weights(both[:4, 6:7]))
-    assert float(trainer.train_step(both, idx)["region"]) > 0
-    with pytest.raises(ConfigError, match="region_weight > 0 needs"):
-        Trainer(_cfg(swap_weight=10.0, region_weight=1.0), _swap_data(variants=1))

@@ -51,29 +51,3 @@ def test_pairs_grid_shows_sources_and_targets(tmp_path):
         pairs_grid(images, _pairs(k), tmp_path / f"grid{k}.png", rows=3)
         with Image.open(tmp_path / f"grid{k}.png") as im:
             assert im.size[1] > 3 * 90  # three rows of 96-pixel tiles
-
-
-# Section: region weights (gan.region_weight).
-
-
-def test_each_changed_region_weighs_alike_whatever_its_size():
-    import torch
-
-    from sisgan.train.pairs import REGION_REF, region_codes, region_weights
-
-    source = np.full((1, 20, 20, 3), 100, np.uint8)
-    edit = source.copy()[None]
-    edit[0, 0, 2:12, 2:12] = 200  # a 100-pixel region
-    edit[0, 0, 15:17, 15:17] = 10  # a 4-pixel one
-    edit[0, 0, 19, 0] = 105  # a change under the threshold: unchanged
-    codes = region_codes(source, edit)
-    assert codes.shape == (1, 1, 20, 20) and codes.dtype == np.uint8
-    w = region_weights(torch.from_numpy(codes))[0, 0]
-    assert float(w[0, 0]) == 0.0 and float(w[19, 0]) == 0.0
-    # Each pixel weighs REGION_REF / area (the code's log steps are within 2%), each region REF in all.
-    assert float(w[2:12, 2:12].sum()) == pytest.approx(REGION_REF, rel=0.02)
-    assert float(w[15:17, 15:17].sum()) == pytest.approx(REGION_REF, rel=0.02)
-    assert float(w[15, 15]) == pytest.approx(REGION_REF / 4, rel=0.02)
-    # Mapped to [-1, 1] as the loader maps an image channel, the codes decode to the same weights.
-    unit = torch.from_numpy(codes).float() / 127.5 - 1
-    torch.testing.assert_close(region_weights(unit), region_weights(torch.from_numpy(codes)))

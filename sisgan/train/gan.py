@@ -30,9 +30,8 @@ from sisgan.models.generator import edit_images
 from sisgan.train import checkpoint
 from sisgan.train.distributed import DistInfo, all_reduce_mean
 from sisgan.train.graphs import CudaStepGraph, StepGraph, TrainingState
-from sisgan.train.pairs import region_weights
 
-LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "swap", "region")
+LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "swap")
 # Parameters that may change between a checkpoint and a resumed run (training simply continues).
 RESUMABLE_CHANGES = {
     "epochs",
@@ -63,8 +62,6 @@ class GanData:
     per image; sample_* are the fixed grid: sources [K, S, S, 3] and target φ(t) [M, T] with captions.
     swap_images [K, N, S, S, 3] uint8 and swap_features [K, N, T]: K colour-swap edit pairs per image
     (sisgan.train.swaps), needed only when gan.swap_weight > 0.
-    swap_regions [K, N, S, S] uint8: the pairs' changed regions (sisgan.train.pairs.region_codes), needed
-    when gan.region_weight > 0.
     For a generator that reads words (gan.attention, output "paint"): tokens [N, C, L] int64, every caption's
     token ids (0 = padding), swap_tokens [K, N, L] those of the swapped captions, and vocab_size, the text
     encoder's vocabulary (G embeds the ids with its own word reader).
@@ -78,7 +75,6 @@ class GanData:
     sample_captions: list[str]
     swap_images: np.ndarray | None = None
     swap_features: np.ndarray | None = None
-    swap_regions: np.ndarray | None = None
     tokens: np.ndarray | None = None
     swap_tokens: np.ndarray | None = None
     sample_tokens: np.ndarray | None = None  # [M, L]: the sample grid's captions
@@ -127,8 +123,6 @@ def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
         raise ConfigError(
             "gan.swap_weight > 0 needs the colour-swap pairs; run `dvc repro edit_pairs` first."
         )
-    if cfg.region_weight and (not cfg.swap_weight or data.swap_regions is None):
-        raise ConfigError("gan.region_weight > 0 needs gan.swap_weight > 0 and the pairs' changed regions.")
 
 
 class Trainer:
@@ -182,7 +176,7 @@ class Trainer:
             g_forward, d_step = DDP(g_forward, device_ids=ids), DDP(d_step, device_ids=ids)
         if cfg.compile:
             g_forward, d_step = torch.compile(g_forward), torch.compile(d_step)
-        weights = LossWeights(cfg.kl_weight, cfg.recon_weight, cfg.swap_weight, cfg.region_weight)
+        weights = LossWeights(kl=cfg.kl_weight, recon=cfg.recon_weight, swap=cfg.swap_weight)
         self.loss = SisganLoss(g_forward, d_step, self.d, weights)
 
     def _build_optimizers(self) -> None:
@@ -220,10 +214,6 @@ class Trainer:
             self.sources = self.loader.images  # [N, 3, S, S] uint8
             self.swap_images = torch.from_numpy(data.swap_images).permute(0, 1, 4, 2, 3).to(self.device)
             self.swap_features = torch.from_numpy(data.swap_features).to(self.device)  # [K, N, T]
-            if cfg.region_weight:  # a 7th channel, cropped and flipped with the pair
-                self.swap_images = torch.cat(
-                    [self.swap_images, torch.from_numpy(data.swap_regions)[:, :, None].to(self.device)], dim=2
-                )
         if self.g.reads_words:
             assert data.tokens is not None  # _check
             self.tokens = torch.from_numpy(data.tokens).to(self.device)  # [N, C, L]
@@ -247,8 +237,7 @@ class Trainer:
 
     def make_batch(self, real: torch.Tensor, idx: torch.Tensor) -> Batch:
         """The step's inputs from a loader batch: real [B, 3, S, S] in [-1, 1] (with gan.swap_weight on,
-        [B, 6, S, S]: source and its colour-swap edit; [B, 7, S, S] with the edit's region codes) and idx [B]
-        the rows' image indices. One caption per
+        [B, 6, S, S]: source and its colour-swap edit) and idx [B] the rows' image indices. One caption per
         image and G's noise are drawn here, outside the step proper, so that the graphed step
         (gan.cuda_graph) replays the same maths on fresh draws."""
         j = self._caption(idx)
@@ -257,9 +246,7 @@ class Trainer:
             fields["tokens"] = self.tokens[idx, j]
         if self.swaps:
             half = mismatching_rows(len(real))
-            if self.cfg.region_weight:
-                fields["swap_regions"] = region_weights(real[:half, 6:7])  # [B/2, 1, S, S]
-            real, edit = real[:, :3], real[:, 3:6]
+            real, edit = real[:, :3], real[:, 3:]
             fields["swap_target"] = edit[:half].contiguous(memory_format=self.memory_format)
             fields["swap_text"] = self.swap_features[self._variant, idx[:half]]
             if self.g.reads_words:

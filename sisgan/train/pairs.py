@@ -10,23 +10,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sisgan.errors import DataError
 from sisgan.io import atomic_write
 
-if TYPE_CHECKING:
-    import torch
-
 PAIRS_FILE = "pairs.npz"
-# Region weights (gan.region_weight): a pixel counts as changed when a channel moved by more than this (of
-# 255); each changed pixel weighs REGION_REF / (its changed region's area), so a region of 16 pixels weighs
-# 1 per pixel and every changed region weighs 16 in all. Stored as one uint8 channel, log2(area) in 254 steps.
-CHANGED_LEVEL = 12
-REGION_REF = 16.0
-_LOG2_AREA_MAX = 12.0  # areas up to 4096 pixels (64 x 64)
 
 
 @dataclasses.dataclass
@@ -128,31 +118,3 @@ def pairs_grid(images: np.ndarray, pairs: EditPairs, path: str | Path, rows: int
     else:
         targets, captions = images[pick], ["(no edit pairs: gan.swap_weight is 0)"] * len(pick)
     save_image(path, caption_rows(images[pick], captions, targets))
-
-
-def region_codes(sources: np.ndarray, edits: np.ndarray) -> np.ndarray:
-    """sources [N, S, S, 3] and edits [K, N, S, S, 3] uint8 -> codes [K, N, S, S] uint8: 0 where the edit
-    left the pixel alone, else 1 + log2(area of its changed region) in 254 steps (8-connected regions)."""
-    from scipy import ndimage
-
-    changed = np.abs(edits.astype(np.int16) - sources[None].astype(np.int16)).max(-1) > CHANGED_LEVEL
-    codes = np.zeros(changed.shape, np.uint8)
-    eight = np.ones((3, 3), bool)
-    for k, n in np.ndindex(changed.shape[:2]):
-        labels, count = ndimage.label(changed[k, n], structure=eight)
-        if count == 0:
-            continue
-        area = np.bincount(labels.ravel())[labels]  # each pixel's region size (label 0: unchanged)
-        level = np.log2(np.clip(area, 1, 2**_LOG2_AREA_MAX)) / _LOG2_AREA_MAX
-        codes[k, n] = np.where(labels > 0, 1 + np.rint(254 * level), 0).astype(np.uint8)
-    return codes
-
-
-def region_weights(codes: torch.Tensor) -> torch.Tensor:
-    """Codes as region_codes writes them (uint8, or mapped to [-1, 1] by the loader like an image channel)
-    -> per-pixel weights REGION_REF / area, 0 where nothing changed; float32, same shape."""
-    import torch
-
-    q = codes.float() if codes.dtype == torch.uint8 else ((codes.float() + 1) * 127.5).round()
-    area_log2 = (q - 1) * (_LOG2_AREA_MAX / 254)
-    return torch.where(q > 0, REGION_REF * torch.exp2(-area_log2), torch.zeros_like(q))

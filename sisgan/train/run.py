@@ -20,7 +20,7 @@ from sisgan.data.shards import SplitData, load_split
 from sisgan.tracking import Tracker
 from sisgan.train.distributed import DistInfo
 from sisgan.train.gan import LOSS_KEYS, GanData, Hooks, Trainer, fit
-from sisgan.train.pairs import PAIRS_FILE, EditPairs, load_pairs, region_codes
+from sisgan.train.pairs import PAIRS_FILE, EditPairs, load_pairs
 
 N_TARGETS = 4  # target captions (columns) in the sample grid
 
@@ -72,8 +72,6 @@ def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = Non
     if cfg.swap_weight:
         pairs = pairs or load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
         data.swap_images, data.swap_features = pairs.images, pairs.features
-        if cfg.region_weight:
-            data.swap_regions = region_codes(train.images, pairs.images)
     if cfg.attention or cfg.output == "paint":
         add_words(data, train.captions, pairs.captions if cfg.swap_weight and pairs else [], files.text_model)
     return data
@@ -204,7 +202,7 @@ class _Plots:
 
         self.grid(self.trainer.sample_grid())
         cfg = self.trainer.cfg
-        weighted = {"recon": cfg.recon_weight, "swap": cfg.swap_weight, "region": cfg.region_weight}
+        weighted = {"recon": cfg.recon_weight, "swap": cfg.swap_weight}
         generator = ["g_adv", "kl"] + [term for term, weight in weighted.items() if weight]
         panels = {"discriminator": ["d_real", "d_mismatch", "d_fake"], "generator": generator}
         write_csv(self.csv, history)
