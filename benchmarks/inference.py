@@ -63,8 +63,9 @@ PROFILES = ("default", *CONFIG_PROFILES)
 
 
 def build(p: Profile, device: str) -> Manipulator:
-    text = TextModel.create(p.text, Vocabulary.build(CAPTIONS))
-    generator = generator_from_config(p.gan, p.text.hidden_dim, load_vgg=False)
+    vocab = Vocabulary.build(CAPTIONS)
+    text = TextModel.create(p.text, vocab)
+    generator = generator_from_config(p.gan, p.text.hidden_dim, load_vgg=False, vocab_size=len(vocab))
     return Manipulator(generator, text, p.data.load_size, device)
 
 

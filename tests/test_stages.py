@@ -259,7 +259,11 @@ def test_killing_preprocess_ends_its_workers_and_leaves_no_shard(project):
         time.sleep(0.1)
     assert not [p for p in family if _alive(p)], "worker processes outlived the killed stage"
     shards = project.root / "data/shards"
-    assert not list(shards.rglob("*.parquet")), "a shard was written after the stage was killed"
+    # A fast machine may finish a shard before the kill: it stays in the temporary folder, and nothing is
+    # added to it once the stage is dead.
+    written = sorted(shards.rglob("*.parquet"))
+    time.sleep(1.5)
+    assert sorted(shards.rglob("*.parquet")) == written, "a shard was written after the stage was killed"
     assert not (shards / "synth-birds").exists()  # nothing visible: the folder appears whole or not at all
 
     project.stage("preprocess")
