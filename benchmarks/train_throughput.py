@@ -380,7 +380,7 @@ def bench_reference(
 def _trainer(cfg: GANConfig, device: torch.device, arrays: np.ndarray, seed: int = 0) -> Trainer:
     feats = np.random.default_rng(seed).normal(size=(len(arrays), 1, TEXT_DIM)).astype(np.float32)
     data = GanData(arrays, feats, np.ones(len(arrays), np.int64), arrays[:1], feats[:1, 0], ["-"])
-    if cfg.attention or cfg.output == "paint":  # a generator that reads words: 20 random tokens a caption
+    if cfg.reads_words:  # a generator that reads words: 20 random tokens a caption
         data.vocab_size = 200
         data.tokens = np.random.default_rng(seed).integers(2, 200, (len(arrays), 1, 20))
         data.sample_tokens = data.tokens[:1, 0]

@@ -267,6 +267,11 @@ class GANConfig(Config):
     samples: int = 8  # source images in the sample grid
     device: str = "auto"
 
+    @property
+    def reads_words(self) -> bool:
+        """Whether the generator reads the caption's token ids (gan.attention or gan.output: paint)."""
+        return self.attention or self.output == "paint"
+
     def __post_init__(self) -> None:
         self._require(
             self.image_size >= 16 and self.image_size % 16 == 0,

@@ -114,10 +114,9 @@ def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
         )
     if len(data.images) != len(data.features):
         raise ConfigError("cached caption features do not match the shards; rerun `dvc repro pretrain_text`.")
-    reads_words = cfg.attention or cfg.output == "paint"
-    if reads_words and (data.tokens is None or data.vocab_size < 2):
+    if cfg.reads_words and (data.tokens is None or data.vocab_size < 2):
         raise ConfigError("gan.attention and gan.output: paint need the captions' tokens and vocabulary.")
-    if reads_words and cfg.swap_weight and data.swap_tokens is None:
+    if cfg.reads_words and cfg.swap_weight and data.swap_tokens is None:
         raise ConfigError("gan.attention and gan.output: paint need the swapped captions' tokens.")
     if cfg.swap_weight and (data.swap_images is None or data.swap_features is None):
         raise ConfigError(

@@ -72,7 +72,7 @@ def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = Non
     if cfg.swap_weight:
         pairs = pairs or load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
         data.swap_images, data.swap_features = pairs.images, pairs.features
-    if cfg.attention or cfg.output == "paint":
+    if cfg.reads_words:
         add_words(data, train.captions, pairs.captions if cfg.swap_weight and pairs else [], files.text_model)
     return data
 
@@ -202,8 +202,9 @@ class _Plots:
 
         self.grid(self.trainer.sample_grid())
         cfg = self.trainer.cfg
-        weighted = {"recon": cfg.recon_weight, "swap": cfg.swap_weight}
-        generator = ["g_adv", "kl"] + [term for term, weight in weighted.items() if weight]
+        generator = (
+            ["g_adv", "kl"] + (["recon"] if cfg.recon_weight else []) + (["swap"] if cfg.swap_weight else [])
+        )
         panels = {"discriminator": ["d_real", "d_mismatch", "d_fake"], "generator": generator}
         write_csv(self.csv, history)
         line_png(self.png, history, "epoch", panels, title=f"train_gan on {self.dataset}")
