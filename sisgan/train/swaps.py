@@ -48,6 +48,24 @@ COLOUR_WORDS: tuple[str, ...] = tuple(
     "lavender magenta pink brown tan buff rufous black white grey gray cream".split()
 )
 MIN_CAPTIONS = 20  # a colour word is grounded only from at least this many captions
+# Part words of bird and flower captions, by the part they name (a bird's or a flower's colour is its body's
+# or its petals'). A swap recolours every pixel of a colour, so it is made only where the image's captions say
+# which parts have that colour and the swapped caption names them all (`swappable`).
+PART_WORDS: dict[str, str] = {
+    **dict.fromkeys("body belly breast bird mostly".split(), "body"),
+    **dict.fromkeys("wing wings".split(), "wing"),
+    **dict.fromkeys("head crown".split(), "head"),
+    **dict.fromkeys("beak bill".split(), "beak"),
+    **{w: w for w in "throat nape back tail rump eyebrow eyering cheek feet legs".split()},
+    **dict.fromkeys("petal petals flower flowers".split(), "petal"),
+    **dict.fromkeys("center centre".split(), "center"),
+    **dict.fromkeys("stamen stamens".split(), "stamen"),
+    **dict.fromkeys("anther anthers".split(), "anther"),
+    **dict.fromkeys("pistil pistils stigma".split(), "pistil"),
+    **dict.fromkeys("sepal sepals".split(), "sepal"),
+    **dict.fromkeys("leaf leaves".split(), "leaf"),
+    **dict.fromkeys("stem stems".split(), "stem"),
+}
 _CELL = 8  # colour cell width (32 levels per channel)
 _SAME_CLASS = 25.0  # RGB distance under which two words' colours are one class
 _OBJECT = 30.0  # RGB distance from both row ends above which a pixel is on the object
@@ -369,6 +387,44 @@ def swap_words(caption: str, replace: dict[str, str]) -> str:
     return pattern.sub(sub, caption)
 
 
+def colour_parts(tokens: Sequence[str], word_class: dict[str, int]) -> dict[int, set[str | None]]:
+    """{colour class: the parts a caption gives it} from its tokens. A colour word belongs to the part word
+    before "is"/"are" ("its crown is red"), after "mostly" to the body, else to the next part word within
+    three tokens that no "and" or "with" separates from it ("a red crown"); None when none is found."""
+    out: dict[int, set[str | None]] = {}
+    for i, word in enumerate(tokens):
+        if word not in word_class:
+            continue
+        part = None
+        if i >= 2 and tokens[i - 1] in ("is", "are"):
+            before = reversed(tokens[max(0, i - 4) : i - 1])
+            part = next((PART_WORDS[w] for w in before if w in PART_WORDS), None)
+        elif i >= 1 and tokens[i - 1] == "mostly":
+            part = "body"
+        if part is None:
+            for w in tokens[i + 1 : i + 4]:
+                if w in ("and", "with"):
+                    break
+                if w in PART_WORDS:
+                    part = PART_WORDS[w]
+                    break
+        out.setdefault(word_class[word], set()).add(part)
+    return out
+
+
+def swappable(captions: Sequence[str], word_class: dict[str, int]) -> list[list[int]]:
+    """Per caption, the colour classes it names that a swap may recolour: those whose parts, in every
+    caption of the image, are parts this caption gives the colour. "a red crown" of a bird whose other
+    captions say "a red belly" is not swapped: recolouring the red pixels would recolour a belly the swapped
+    caption does not name (unnamed parts that shared a named colour cost the pairs 10% of their keep)."""
+    parsed = [colour_parts(tokenize(c), word_class) for c in captions]
+    known: dict[int, set[str | None]] = {}
+    for parts in parsed:
+        for k, ps in parts.items():
+            known.setdefault(k, set()).update(ps - {None})
+    return [sorted(k for k, ps in parts.items() if known[k] <= ps) for parts in parsed]
+
+
 def make_swaps(
     images: np.ndarray,
     captions: Sequence[Sequence[str]],
@@ -379,9 +435,9 @@ def make_swaps(
 ) -> SwapSet:
     """`variants` swapped captions and recoloured images per training image (recoloured by `colours`).
 
-    Each variant takes one of the image's captions that names a colour and gives every colour class it
-    names another class's colour (a random word of that class), in the caption and in the pixels alike.
-    An image with no such caption keeps its caption and pixels (its pair is then an identity).
+    Each variant takes one of the image's captions that names a `swappable` colour and gives every such
+    colour class another class's colour (a random word of that class), in the caption and in the pixels
+    alike. An image with no such caption keeps its caption and pixels (its pair is then an identity).
     """
     if len(classes) < 2:
         raise ConfigError(
@@ -393,7 +449,9 @@ def make_swaps(
     word_class = {w: k for k, c in enumerate(classes) for w in c.words}
     rgb = [np.asarray(c.rgb) for c in classes]
     on_object = photo_mask(images) if colours == "shaded" else object_mask(images)
-    named = [[c for c in caps if set(tokenize(c)) & word_class.keys()] for caps in captions]
+    named = [
+        [(c, ks) for c, ks in zip(caps, swappable(caps, word_class), strict=True) if ks] for caps in captions
+    ]
     out = np.repeat(images[None], variants, axis=0)
     texts: list[list[str]] = []
     for k in range(variants):
@@ -402,12 +460,12 @@ def make_swaps(
             if not caps:
                 row.append(captions[n][0] if captions[n] else "")
                 continue
-            caption = caps[int(rng.integers(len(caps)))]
-            present = sorted({word_class[w] for w in tokenize(caption) if w in word_class})
+            caption, present = caps[int(rng.integers(len(caps)))]
             to = {c: int(rng.choice([j for j in range(len(classes)) if j != c])) for c in present}
             replace = {
                 w: str(rng.choice(classes[to[word_class[w]]].words))
                 for w in sorted(set(tokenize(caption)) & word_class.keys())
+                if word_class[w] in to
             }
             row.append(swap_words(caption, replace))
             changes = [(rgb[c], rgb[j]) for c, j in to.items()]
