@@ -364,13 +364,15 @@ PAPER_RECIPE: dict[type[Config], tuple[str, ...]] = {
 }
 # Real photos on a CPU (docs/datasets.md, "Settings for real photos"; measured in benchmarks/RESULTS.md): the
 # embedded default's 37 -> 32 crops, a text encoder that reaches 10x chance recall@10 on Oxford-102 in 30
-# epochs, and the shaded colour model for the swap pairs. Combine with `dataset` and the data's location.
+# epochs, the shaded colour model for the swap pairs, and the decoder's repaint under the mask (the flat
+# word colours of "paint" cannot shade a petal). Combine with `dataset` and the data's location.
 PHOTOS: dict[str, Any] = {
     "data.load_size": 37,
     "text.image_size": 32,
     "text.min_count": 3,
     "text.epochs": 30,
     "gan.swap_colours": "shaded",
+    "gan.output": "mask",
 }
 PROFILES = ("paper", "photos")
 
