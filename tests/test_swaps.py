@@ -127,7 +127,12 @@ def test_colour_parts_reads_which_part_each_colour_word_names(caption, parts):
 
 
 def test_a_colour_that_an_unnamed_part_shares_is_not_swapped():
-    captions = ["a red crown", "a bird with a red belly and blue wings", "red and blue", "a red crown, a red belly"]
+    captions = [
+        "a red crown",
+        "a bird with a red belly and blue wings",
+        "red and blue",
+        "a red crown, red belly",
+    ]
     # red is the head's and the body's colour: only the caption naming both may swap it; blue is the wings',
     # swapped where a caption names the wings ("red and blue" names no part: nothing is swapped there).
     assert swappable(captions, WORD_CLASS) == [[], [1], [], [0]]
