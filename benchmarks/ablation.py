@@ -79,8 +79,8 @@ def synth_columns(row: dict) -> dict:
         "edit_score": cf["edit_score"],
         "bg_psnr": cf["background_psnr"],
         "cf_psnr": cf["cf_psnr"],
+        "mp": row["manipulative_precision"]["mp"],
     }
-    out |= {"mp": row["manipulative_precision"]["mp"]} if "manipulative_precision" in row else {}
     return out | {k.rsplit("_", 1)[1]: v for k, v in cf.items() if k.startswith("attribute_accuracy_")}
 
 

@@ -52,7 +52,7 @@ MIN_CAPTIONS = 20  # a colour word is grounded only from at least this many capt
 # or its petals'). A swap recolours every pixel of a colour, so it is made only where the image's captions say
 # which parts have that colour and the swapped caption names them all (`swappable`).
 PART_WORDS: dict[str, str] = {
-    **dict.fromkeys("body belly breast bird mostly".split(), "body"),
+    **dict.fromkeys("body belly breast bird".split(), "body"),
     **dict.fromkeys("wing wings".split(), "wing"),
     **dict.fromkeys("head crown".split(), "head"),
     **dict.fromkeys("beak bill".split(), "beak"),
