@@ -109,6 +109,7 @@ def main() -> None:
                 "attr_acc": cf["attribute_accuracy"],
                 "keep_acc": cf["keep_accuracy"],
                 "bg_psnr": cf["background_psnr"],
+                **{p: cf[f"attribute_accuracy_{p}"] for p in synth.PARTS},
             }
         )
         print_table(rows, list(rows[0]))
