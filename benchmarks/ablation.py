@@ -5,7 +5,7 @@ truth on synth-birds and with the real-photo metrics on flowers/CUB.
 
 A variant is a base, `paper` (the paper profile: sisgan.config.PAPER_RECIPE) or `default` (params.yaml's
 gan section), then comma-separated changes: recon, swap (loss weights), sv (colour-swap sets), sc (flat |
-shaded: the pairs' colour model), lr, kl,
+shaded: the pairs' colour model), lr, lrd (lr decay every N epochs), lrg (its factor), kl,
 batch, out (direct | mask | paint), cond (concat | film), att (word attention: 0 | 1),
 ep (epochs), size (image size).
 
@@ -20,6 +20,7 @@ identity, real (the source with its own caption) and tint.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 
 import torch
@@ -41,6 +42,8 @@ KEYS = {
     "sv": "swap_variants",
     "sc": "swap_colours",
     "lr": "lr",
+    "lrd": "lr_decay_every",
+    "lrg": "lr_decay",
     "kl": "kl_weight",
     "batch": "batch_size",
     "out": "output",
@@ -50,7 +53,7 @@ KEYS = {
     "size": "image_size",
 }
 # How a variant value is read; every other key is a float weight or rate.
-PARSE = {"batch": int, "ep": int, "size": int, "sv": int, "sc": str, "out": str, "cond": str}
+PARSE = {"batch": int, "lrd": int, "ep": int, "size": int, "sv": int, "sc": str, "out": str, "cond": str}
 PARSE["att"] = lambda v: v == "1"
 
 
@@ -122,7 +125,7 @@ def main() -> None:
     files = GanFiles(dataset, root=section(params, DataConfig).root)
     text = TextModel.load(files.text_model)
     test = load_split(files.shards, "test")
-    rows, pairs = [], {}
+    rows, pairs, histories = [], {}, {}
     for name in args.variant or ["paper"]:
         runs = {k: v | {"epochs": args.epochs} for k, v in bases.items()}  # `ep=` may change it
         cfg = GANConfig.from_dict(parse_variant(name, runs))
@@ -132,8 +135,10 @@ def main() -> None:
         data = load_gan_data(files, cfg, pairs.get(key) if cfg.swap_weight else None)
         t0 = time.perf_counter()
         trainer = Trainer(cfg, data, seed=seed)
-        fit(trainer, "/tmp/sisgan-ablation.pt")
+        with tempfile.TemporaryDirectory() as tmp:  # a checkpoint per run: ablations may run side by side
+            fit(trainer, f"{tmp}/ablation.pt")
         seconds = time.perf_counter() - t0
+        histories[name] = trainer.history
         ctx = build_context(
             test, text, EvalConfig(max_images=args.max_images), cfg.image_size, 0, torch.device("cpu")
         )
@@ -145,7 +150,9 @@ def main() -> None:
     references = ("identity",) if ctx.synthetic else ("identity", "real", "tint")
     rows += [{"variant": f"{r} (reference)", **columns(res[r])} for r in references]
     print_table(rows, list(rows[0]))
-    write_json("ablation", {"dataset": dataset, "bases": bases, "rows": rows}, args.out)
+    write_json(
+        "ablation", {"dataset": dataset, "bases": bases, "rows": rows, "histories": histories}, args.out
+    )
 
 
 if __name__ == "__main__":
