@@ -4,8 +4,8 @@ truth on synth-birds and with the real-photo metrics on flowers/CUB.
     python -m benchmarks.ablation --epochs 10 --variant paper --variant default --variant default,swap=0
 
 A variant is a base, `paper` (the paper profile: sisgan.config.PAPER_RECIPE) or `default` (params.yaml's
-gan section), then comma-separated changes: recon, swap (loss weights), sv (colour-swap sets), sc (flat |
-shaded: the pairs' colour model), lr, lrd (lr decay every N epochs), lrg (its factor), kl,
+gan section), then comma-separated changes: recon, swap, ground (loss weights), sv (colour-swap sets),
+sc (flat | shaded: the pairs' colour model), lr, lrd (lr decay every N epochs), lrg (its factor), kl,
 batch, out (direct | mask | paint), cond (concat | film), att (word attention: 0 | 1),
 ep (epochs), size (image size).
 
@@ -39,6 +39,7 @@ from sisgan.train.run import GanFiles, load_gan_data
 KEYS = {
     "recon": "recon_weight",
     "swap": "swap_weight",
+    "ground": "ground_weight",
     "sv": "swap_variants",
     "sc": "swap_colours",
     "lr": "lr",

@@ -253,6 +253,9 @@ class GANConfig(Config):
     swap_variants: int = 4  # swapped caption + recoloured image pairs per training image
     swap_colours: Literal["flat", "shaded"] = "flat"  # the pairs' colour model: flat parts | shaded photos
     output: Literal["direct", "mask", "paint"] = "direct"  # mask/paint: a repaint blended into the source
+    # "paint" only: cross-entropy pulling each object pixel's word attention onto the caption's word for the
+    # pixel's colour in the edit target (sisgan.losses.grounding_loss).
+    ground_weight: float = 0.0
     attention: bool = False  # image positions read the caption's words (sisgan.models.attention)
     conditioning: Literal["concat", "film"] = "concat"  # "film": the text also modulates each residual block
     # Speed (same maths; each measured to help, benchmarks/RESULTS.md).
@@ -292,6 +295,12 @@ class GANConfig(Config):
         self._require(self.recon_weight >= 0, "recon_weight", "must be >= 0.")
         self._require(self.swap_weight >= 0, "swap_weight", "must be >= 0.")
         self._require(self.swap_variants >= 1, "swap_variants", "must be at least 1.")
+        self._require(self.ground_weight >= 0, "ground_weight", "must be >= 0.")
+        self._require(
+            not self.ground_weight or (self.output == "paint" and self.swap_weight > 0),
+            "ground_weight",
+            "needs output: paint and swap_weight > 0 (it grounds the swap pairs' colour words); set it to 0.",
+        )
         self._require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1 epoch.")
         self._require(self.sample_every >= 1, "sample_every", "must be at least 1 epoch.")
         self._require(self.samples >= 1, "samples", "must be at least 1.")
@@ -359,7 +368,7 @@ PAPER_RECIPE: dict[type[Config], tuple[str, ...]] = {
     GANConfig: (
         *("image_size", "width", "batch_size", "epochs", "lr", "beta1", "beta2", "lr_decay"),
         *("lr_decay_every", "kl_weight", "flip", "recon_weight", "swap_weight", "output", "conditioning"),
-        "attention",
+        *("attention", "ground_weight"),
     ),
 }
 # Real photos on a CPU (docs/datasets.md, "Settings for real photos"; measured in benchmarks/RESULTS.md): the
@@ -373,6 +382,7 @@ PHOTOS: dict[str, Any] = {
     "text.epochs": 30,
     "gan.swap_colours": "shaded",
     "gan.output": "mask",
+    "gan.ground_weight": 0.0,  # grounds the "paint" output's word attention, which the mask output has not
 }
 PROFILES = ("paper", "photos")
 

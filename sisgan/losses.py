@@ -51,13 +51,66 @@ class Batch:
 
 @dataclasses.dataclass
 class Generated:
-    """G(x, t̄) and what the terms need with it: the condition's μ, log σ [B, C] and the two texts [B, T]."""
+    """G(x, t̄) and what the terms need with it: the condition's μ, log σ [B, C] and the two texts [B, T];
+    with the grounding term, the repaint's word attention [B, S·S, L] and the relevant token ids [B, L]."""
 
     fake: torch.Tensor
     mu: torch.Tensor
     log_sigma: torch.Tensor
     mismatch: torch.Tensor
     relevant: torch.Tensor
+    attention: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ColourWords:
+    """The swap pairs' colour classes as the grounding term reads them: rgb [K, 3] in [-1, 1], and for each
+    token id of the vocabulary the class its word names, word_class [V] int64 (-1: not a colour word)."""
+
+    rgb: torch.Tensor
+    word_class: torch.Tensor
+
+
+GROUND_TOLERANCE = 40 / 127.5  # RGB distance (40 of 255) within which a pixel has a class's colour
+OBJECT_THRESHOLD = 30 / 127.5  # sisgan.train.swaps.object_mask's threshold, in [-1, 1] units
+
+
+def object_pixels(images: torch.Tensor, threshold: float = OBJECT_THRESHOLD) -> torch.Tensor:
+    """[B, 3, S, S] in [-1, 1] -> [B, S, S] bool: pixels unlike both ends of their row (the swap pairs' own
+    object test, sisgan.train.swaps.object_mask: a plain backdrop varies mostly from top to bottom)."""
+    left = (images - images[..., :1]).norm(dim=1)
+    right = (images - images[..., -1:]).norm(dim=1)
+    return torch.minimum(left, right) > threshold
+
+
+def grounding_loss(
+    attention: torch.Tensor, target: torch.Tensor, tokens: torch.Tensor, colours: ColourWords
+) -> torch.Tensor:
+    """Cross-entropy of the repaint's word attention [B, S·S, L] against the words that name each object
+    pixel's colour in target [B, 3, S, S] (the image G should produce for tokens [B, L]).
+
+    The L2 swap term weighs a part by its area, so the few pixels of a beak barely steer where they read
+    from, and they read the head's words (RESULTS.md, "The beak"). Here a pixel whose target colour is a
+    colour class the caption names should attend to that class's words (any of them: two parts of one colour
+    are both right), and every colour region of an image weighs alike, a beak's 2 pixels as a body's 60.
+    Label-free: the classes and their words are the swap pairs' own (sisgan.train.swaps). Pixels off the
+    object, of no named colour or between colours are left out.
+    """
+    b, k = target.shape[0], colours.rgb.shape[0]
+    pixels = target.float().flatten(2).transpose(1, 2)  # [B, P, 3]
+    dist, cls = torch.cdist(pixels, colours.rgb.expand(b, -1, -1)).min(-1)  # [B, P]
+    known = (dist < GROUND_TOLERANCE) & object_pixels(target.float()).flatten(1)
+    cls = torch.where(known, cls, -1)
+    named = colours.word_class[tokens]  # [B, L]
+    match = (cls[:, :, None] == named[:, None, :]) & known[:, :, None]  # [B, P, L]
+    nll = -(attention.float() * match).sum(-1).clamp_min(1e-6).log()  # [B, P]
+    # Each (image, colour) region weighs alike, however few its pixels: a mean per region, then over regions.
+    region = F.one_hot(cls.clamp_min(0), k).float() * match.any(-1, keepdim=True)  # [B, P, K]
+    pixels_in = region.sum(1)  # [B, K]
+    per_region = (region * nll[..., None]).sum(1) / pixels_in.clamp_min(1)
+    present = pixels_in > 0
+    return (per_region * present).sum() / present.sum().clamp_min(1)
 
 
 def mismatching_rows(batch: int) -> int:
@@ -133,6 +186,7 @@ class LossWeights:
     kl: float = 1.0
     recon: float = 0.0
     swap: float = 0.0
+    ground: float = 0.0
 
 
 class SisganLoss:
@@ -146,6 +200,8 @@ class SisganLoss:
           with its colour words swapped and x_swap is x recoloured alike (sisgan.train.swaps): an edit with
           a known answer, built from the data without labels. L2, not L1: while G is unsure of the colour,
           L1's optimum (the median) is to change nothing.
+        + λ_ground · grounding_loss over both halves' targets (x_swap, x): each object pixel's repaint
+          attention on the words that name its target colour (output "paint" with the swap pairs)
 
     generator and d_step may be wrapped (DistributedDataParallel, torch.compile); discriminator is the bare
     D that the G phase scores with.
@@ -157,16 +213,26 @@ class SisganLoss:
         d_step: nn.Module,
         discriminator: nn.Module,
         weights: LossWeights,
+        colours: ColourWords | None = None,
     ) -> None:
         self.g, self.d_step, self.d, self.w = generator, d_step, discriminator, weights
+        if weights.ground and colours is None:
+            raise ValueError("the grounding term needs the swap pairs' colour words")
+        self.colours = colours
 
     def generate(self, batch: Batch) -> Generated:
         """G(x, t̄) once: the D phase scores it detached, the G phase with gradients (after D's update)."""
         mismatch = batch.text.roll(1, dims=0)
         relevant = relevant_rows(batch.text, batch.swap_text)
-        per_word = () if batch.tokens is None else (relevant_rows(batch.tokens, batch.swap_tokens),)
-        fake, mu, log_sigma = self.g(batch.real, relevant, batch.noise, *per_word)
-        return Generated(fake, mu, log_sigma, mismatch, relevant)
+        tokens = None if batch.tokens is None else relevant_rows(batch.tokens, batch.swap_tokens)
+        per_word = () if tokens is None else (tokens,)
+        if not self.w.ground:
+            fake, mu, log_sigma = self.g(batch.real, relevant, batch.noise, *per_word)
+            return Generated(fake, mu, log_sigma, mismatch, relevant)
+        fake, mu, log_sigma, attention = self.g(
+            batch.real, relevant, batch.noise, *per_word, with_attention=True
+        )
+        return Generated(fake, mu, log_sigma, mismatch, relevant, attention, tokens)
 
     def d_phase(self, batch: Batch, gen: Generated) -> tuple[torch.Tensor, Stats]:
         """-> (D loss, {d_real, d_mismatch, d_fake})."""
@@ -181,7 +247,8 @@ class SisganLoss:
         return stats["d_real"] + stats["d_mismatch"] + stats["d_fake"], stats
 
     def g_phase(self, batch: Batch, gen: Generated) -> tuple[torch.Tensor, Stats]:
-        """-> (G loss, {g_adv, kl, recon, swap}); D is only a critic here: its weights take no gradient."""
+        """-> (G loss, {g_adv, kl, recon, swap, ground}); D is only a critic here: its weights take no
+        gradient."""
         with frozen(self.d):
             g_adv = _bce(self.d(gen.fake, gen.relevant), 1.0)
         kl = kl_divergence(gen.mu.float(), gen.log_sigma.float())
@@ -192,4 +259,11 @@ class SisganLoss:
         if batch.swap_target is not None:
             swap = (gen.fake[:half].float() - batch.swap_target.float()).pow(2).mean()
             loss = loss + self.w.swap * swap
-        return loss, {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach()}
+        stats = {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach(), "ground": swap * 0}
+        if self.w.ground:
+            assert gen.attention is not None and gen.tokens is not None and self.colours is not None
+            target = torch.cat([batch.swap_target, batch.real[half:]])  # what G should give for t̄
+            ground = grounding_loss(gen.attention, target, gen.tokens, self.colours)
+            loss = loss + self.w.ground * ground
+            stats["ground"] = ground.detach()
+        return loss, stats

@@ -8,6 +8,7 @@ import torch
 
 from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
+from sisgan.losses import ColourWords, grounding_loss
 from sisgan.models import Generator
 from sisgan.models.attention import WordAttention, WordPaint, WordReader, attend
 from sisgan.train.gan import GanData, Trainer, fit
@@ -36,7 +37,8 @@ def test_paint_colours_come_from_the_attended_word():
     words = torch.randn(1, 2, 3)
     x = torch.randn(1, 5, 4, 4)
     only_first = torch.tensor([[True, False]])
-    out = paint(x, words, only_first)
+    out, weights = paint(x, words, only_first)
+    torch.testing.assert_close(weights, torch.tensor([1.0, 0.0]).expand(1, 16, 2))
     colour = torch.tanh(paint.colour(words[0, 0]))
     torch.testing.assert_close(out[0], colour[:, None, None].expand(3, 4, 4))  # one word: one flat colour
     assert out.abs().max() <= 1
@@ -72,6 +74,70 @@ def test_a_generator_that_reads_words_needs_them_and_uses_them():
         a = g(x, phi, torch.zeros(2, g.cond_dim), tokens)[0]
         b = g(x, phi, torch.zeros(2, g.cond_dim), tokens.flip(0))[0]
     assert a.shape == x.shape and not torch.allclose(a, b), "the output follows the words"
+    with torch.no_grad():
+        *same, weights = g(x, phi, torch.zeros(2, g.cond_dim), tokens, with_attention=True)
+    torch.testing.assert_close(same[0], a)
+    assert weights.shape == (2, 16 * 16, 5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 256))
+    assert float(weights[0, :, 3:].abs().max()) == 0.0, "no attention on padding"
+    with pytest.raises(ValueError, match="without word attention"):
+        Generator(16, 10, 0.125, output="mask")(x, phi, torch.zeros(2, 16), with_attention=True)
+
+
+# Section: grounding the repaint's attention (gan.ground_weight).
+
+RED, BLUE, GREEN, SKY = (1.0, -1.0, -1.0), (-1.0, -1.0, 1.0), (-1.0, 1.0, -1.0), (0.2, 0.4, 0.9)
+# Token ids 2 and 5 name class 0 (red, e.g. "red" and "crimson"), 3 names class 1 (blue), 4 is no colour.
+COLOURS = ColourWords(torch.tensor([RED, BLUE, GREEN]), torch.tensor([-1, -1, 0, 1, -1, 0, 2]))
+
+
+def _target() -> torch.Tensor:
+    """[1, 3, 4, 6]: sky at both ends of every row; the object's middle pixels red (row 0-1) and blue
+    (row 2); row 3 green, a colour the caption does not name."""
+    img = torch.tensor(SKY)[:, None, None].expand(3, 4, 6).clone()
+    img[:, :2, 1:5] = torch.tensor(RED)[:, None, None]
+    img[:, 2, 1:5] = torch.tensor(BLUE)[:, None]
+    img[:, 3, 1:5] = torch.tensor(GREEN)[:, None]
+    return img[None]
+
+
+def _one_hot(word: torch.Tensor, length: int = 4) -> torch.Tensor:
+    """Attention [1, P, L] that puts each pixel (index into `word` [P]) wholly on one word."""
+    return torch.nn.functional.one_hot(word, length).float()[None]
+
+
+def test_grounding_pulls_each_object_pixel_onto_the_word_of_its_target_colour():
+    target, tokens = _target(), torch.tensor([[2, 3, 4, 5]])  # "red", "blue", "beak", "crimson"
+    rows = torch.arange(4).repeat_interleave(6)  # [P]: each pixel's row
+    right = _one_hot(torch.where(rows < 2, 0, 1))  # red rows -> "red", the rest -> "blue"
+    assert float(grounding_loss(right, target, tokens, COLOURS)) == pytest.approx(0.0, abs=1e-5)
+    synonym = _one_hot(torch.where(rows < 2, 3, 1))  # "crimson" names red as well
+    assert float(grounding_loss(synonym, target, tokens, COLOURS)) == pytest.approx(0.0, abs=1e-5)
+    wrong = _one_hot(torch.where(rows < 2, 1, 0))  # the colours crossed over
+    assert float(grounding_loss(wrong, target, tokens, COLOURS)) > 10
+    uniform = torch.full((1, 24, 4), 0.25)  # red pixels: 2 of 4 words right, blue: 1 of 4
+    expected = -(np.log(0.5) + np.log(0.25)) / 2  # the 8 red pixels weigh as much as the 4 blue ones
+    assert float(grounding_loss(uniform, target, tokens, COLOURS)) == pytest.approx(expected, rel=1e-5)
+    # The sky and the green row (no word names it) take no part: what they attend to changes nothing.
+    free = (rows == 3) | (torch.arange(24) % 6 == 0) | (torch.arange(24) % 6 == 5)
+    elsewhere = torch.where(free[None, :, None], torch.tensor([0.0, 0.0, 1.0, 0.0]), right)
+    assert float(grounding_loss(elsewhere, target, tokens, COLOURS)) == pytest.approx(0.0, abs=1e-5)
+    # One wrong blue pixel costs what two wrong red ones do: each region's mean counts once.
+    one_blue = right.clone()
+    one_blue[0, 13] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # row 2, a blue pixel reads "red"
+    two_red = right.clone()
+    two_red[0, [1, 2]] = torch.tensor([0.0, 1.0, 0.0, 0.0])  # row 0, red pixels read "blue"
+    blue_cost, red_cost = (float(grounding_loss(a, target, tokens, COLOURS)) for a in (one_blue, two_red))
+    assert blue_cost > 1 and blue_cost == pytest.approx(red_cost)
+
+
+def test_grounding_reads_only_the_colours_the_caption_names():
+    uniform = torch.full((1, 24, 4), 0.25)
+    no_colour = grounding_loss(uniform, _target(), torch.tensor([[4, 4, 0, 0]]), COLOURS)
+    assert float(no_colour) == 0.0  # nothing to ground, and no NaN from an empty mean
+    # "green" (id 6) and padding: only the green row counts, and it spreads over the 2 real words.
+    only_green = grounding_loss(torch.full((1, 24, 4), 0.5), _target(), torch.tensor([[6, 4, 0, 0]]), COLOURS)
+    assert float(only_green) == pytest.approx(-np.log(0.5), rel=1e-5)
 
 
 # Section: training with words.
@@ -143,3 +209,45 @@ def _swap_without_tokens() -> GanData:
     data = _word_data(swaps=1)
     data.swap_tokens = None
     return data
+
+
+def _ground_data() -> GanData:
+    data = _word_data(swaps=2)
+    data.colour_rgb = np.array([[230, 20, 20], [20, 20, 230]], np.float32)
+    data.word_class = np.full(30, -1)
+    data.word_class[[2, 3]] = [0, 1]
+    # Red objects on a grey backdrop whose captions say "red" (token 2) somewhere.
+    data.images[:] = 128
+    data.images[:, 5:15, 5:15] = (230, 20, 20)
+    data.swap_images[:] = data.images
+    data.tokens[:, :, 0], data.swap_tokens[:, :, 0] = 2, 2
+    return data
+
+
+def test_grounding_term_trains_the_repaint_attention():
+    cfg = _cfg(swap_weight=10.0, ground_weight=1.0, flip=False)
+    trainer = Trainer(cfg, _ground_data())
+    _, idx, both = next(trainer.batches(0))
+    batch = trainer.make_batch(both, idx)
+    gen = trainer.loss.generate(batch)
+    _, stats = trainer.loss.g_phase(batch, gen)
+    assert float(stats["ground"]) > 0
+    # The term reaches the repaint's query (where a pixel looks) and the word reader, not the mask.
+    ground = grounding_loss(gen.attention, batch.real, gen.tokens, trainer.loss.colours)
+    ground.backward()
+    assert trainer.g.paint.query.weight.grad.abs().sum() > 0
+    assert trainer.g.reader.embed.weight.grad.abs().sum() > 0
+    assert trainer.g.to_rgb.weight.grad is None
+    plain = Trainer(_cfg(swap_weight=10.0, flip=False), _ground_data())
+    assert float(plain.train_step(both, idx)["ground"]) == 0.0, "off: reported as 0"
+
+
+def test_grounding_needs_the_paint_output_the_swap_pairs_and_their_colours():
+    with pytest.raises(ConfigError, match="ground_weight.*needs output: paint"):
+        _cfg(output="mask", swap_weight=1.0, ground_weight=1.0)
+    with pytest.raises(ConfigError, match="ground_weight.*swap_weight > 0"):
+        _cfg(ground_weight=1.0)
+    data = _ground_data()
+    data.word_class = None
+    with pytest.raises(ConfigError, match="colour classes"):
+        Trainer(_cfg(swap_weight=1.0, ground_weight=1.0), data)

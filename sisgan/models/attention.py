@@ -78,7 +78,7 @@ class WordPaint(nn.Module):
     """The repaint layer of the "paint" output: every pixel takes the colour of the words it attends to.
 
     features [B, C, S, S] (decoder features and the source pixels) + words -> colours [B, 3, S, S] in
-    [-1, 1]. A colour is a function of a word's state alone, so a part is painted in one colour, the one
+    [-1, 1], and the weights (gan.ground_weight supervises them). A colour is a function of a word's state alone, so a part is painted in one colour, the one
     its words name; the generator's mask decides where the paint goes.
     """
 
@@ -88,9 +88,12 @@ class WordPaint(nn.Module):
         self.key = nn.Linear(word_dim, dim)
         self.colour = nn.Sequential(nn.Linear(word_dim, 64), nn.ReLU(inplace=True), nn.Linear(64, 3))
 
-    def forward(self, x: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (colours [B, 3, S, S], the attention weights [B, S·S, L] they were read with)."""
         b, _, h, w = x.shape
         words = words.to(x.dtype)
         weights = attend(self.query(x).flatten(2).transpose(1, 2), self.key(words), word_mask)  # [B, SS, L]
         colours = torch.tanh(self.colour(words))  # [B, L, 3]
-        return (weights @ colours).transpose(1, 2).reshape(b, 3, h, w)
+        return (weights @ colours).transpose(1, 2).reshape(b, 3, h, w), weights

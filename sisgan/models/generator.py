@@ -190,8 +190,12 @@ class Generator(nn.Module):
         text: torch.Tensor,
         noise: torch.Tensor,
         tokens: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """tokens [B, L] int64: the caption's token ids (0 = padding), needed when reads_words."""
+        with_attention: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """tokens [B, L] int64: the caption's token ids (0 = padding), needed when reads_words.
+        -> (image, μ, log σ), and with_attention (output "paint"): the repaint's word attention [B, S·S, L]."""
+        if with_attention and self.paint is None:
+            raise ValueError(f"a generator with output {self.output!r} paints without word attention")
         words = word_mask = None
         if self.reader is not None:
             if tokens is None:
@@ -213,8 +217,11 @@ class Generator(nn.Module):
         x = torch.cat([x, image.to(x.dtype)], dim=1)
         y = self.to_rgb(x)  # [B, 4, S, S]
         mask = torch.sigmoid(y[:, 3:])  # [B, 1, S, S]: where to repaint
-        paint = torch.tanh(y[:, :3]) if self.paint is None else self.paint(x, words, word_mask)
-        return mask * paint + (1 - mask) * image, mu, log_sigma
+        if self.paint is None:
+            return mask * torch.tanh(y[:, :3]) + (1 - mask) * image, mu, log_sigma
+        paint, weights = self.paint(x, words, word_mask)
+        out = mask * paint + (1 - mask) * image
+        return (out, mu, log_sigma, weights) if with_attention else (out, mu, log_sigma)
 
     def layers(
         self,
@@ -231,7 +238,7 @@ class Generator(nn.Module):
         seen: dict[str, torch.Tensor] = {}
         hooks = [self.to_rgb.register_forward_hook(lambda _m, _i, y: seen.__setitem__("rgb", y))]
         if self.paint is not None:
-            hooks.append(self.paint.register_forward_hook(lambda _m, _i, y: seen.__setitem__("paint", y)))
+            hooks.append(self.paint.register_forward_hook(lambda _m, _i, y: seen.__setitem__("paint", y[0])))
         try:
             self(image, text, noise, tokens)
         finally:

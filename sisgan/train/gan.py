@@ -24,14 +24,14 @@ from sisgan.config import GANConfig
 from sisgan.data.images import center_crop
 from sisgan.data.loader import DeviceLoader
 from sisgan.errors import ConfigError, SisganError
-from sisgan.losses import Batch, DiscriminatorStep, LossWeights, SisganLoss, mismatching_rows
+from sisgan.losses import Batch, ColourWords, DiscriminatorStep, LossWeights, SisganLoss, mismatching_rows
 from sisgan.models import Discriminator, Generator, generator_from_config
 from sisgan.models.generator import edit_images
 from sisgan.train import checkpoint
 from sisgan.train.distributed import DistInfo, all_reduce_mean
 from sisgan.train.graphs import CudaStepGraph, StepGraph, TrainingState
 
-LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "swap")
+LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "swap", "ground")
 # Parameters that may change between a checkpoint and a resumed run (training simply continues).
 RESUMABLE_CHANGES = {
     "epochs",
@@ -79,6 +79,10 @@ class GanData:
     swap_tokens: np.ndarray | None = None
     sample_tokens: np.ndarray | None = None  # [M, L]: the sample grid's captions
     vocab_size: int = 0
+    # gan.ground_weight: the swap pairs' colour classes, rgb [K, 3] (0-255), and word_class [V] int64, the
+    # class each token id names (-1: none).
+    colour_rgb: np.ndarray | None = None
+    word_class: np.ndarray | None = None
 
     def fingerprint(self) -> str:
         """Identifies the training data, so a checkpoint is never resumed on other images or captions."""
@@ -86,7 +90,7 @@ class GanData:
 
         h = hashlib.sha1()
         swaps = () if self.swap_images is None else (self.swap_images, self.swap_features)
-        tokens = tuple(t for t in (self.tokens, self.swap_tokens) if t is not None)
+        tokens = tuple(t for t in (self.tokens, self.swap_tokens, self.word_class) if t is not None)
         for arr in (self.images, self.features, self.counts, *swaps, *tokens):
             h.update(str(arr.shape).encode())
             h.update(np.ascontiguousarray(arr).data)
@@ -118,6 +122,10 @@ def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
         raise ConfigError("gan.attention and gan.output: paint need the captions' tokens and vocabulary.")
     if cfg.reads_words and cfg.swap_weight and data.swap_tokens is None:
         raise ConfigError("gan.attention and gan.output: paint need the swapped captions' tokens.")
+    if cfg.ground_weight and (data.colour_rgb is None or data.word_class is None):
+        raise ConfigError(
+            "gan.ground_weight needs the swap pairs' colour classes; rerun `dvc repro edit_pairs`."
+        )
     if cfg.swap_weight and (data.swap_images is None or data.swap_features is None):
         raise ConfigError(
             "gan.swap_weight > 0 needs the colour-swap pairs; run `dvc repro edit_pairs` first."
@@ -154,6 +162,7 @@ class Trainer:
         self._build_networks(data.features.shape[-1], data.vocab_size)
         self._build_optimizers()
         self._build_data()
+        self._build_loss()
         self.epoch = 0  # completed epochs
         self.batch = 0  # completed batches of the current epoch (non-zero only after an interrupt)
         self.history: list[dict[str, Any]] = []
@@ -161,7 +170,7 @@ class Trainer:
         self.record_indices = False
 
     def _build_networks(self, text_dim: int, vocab_size: int) -> None:
-        """G, D and the loss over them (through DDP and torch.compile when those are on)."""
+        """G and D, and the modules the loss calls (through DDP and torch.compile when those are on)."""
         cfg = self.cfg
         self.g, self.d = build_models(cfg, text_dim, vocab_size=vocab_size)
         self.g.to(self.device, memory_format=self.memory_format)
@@ -175,8 +184,17 @@ class Trainer:
             g_forward, d_step = DDP(g_forward, device_ids=ids), DDP(d_step, device_ids=ids)
         if cfg.compile:
             g_forward, d_step = torch.compile(g_forward), torch.compile(d_step)
-        weights = LossWeights(kl=cfg.kl_weight, recon=cfg.recon_weight, swap=cfg.swap_weight)
-        self.loss = SisganLoss(g_forward, d_step, self.d, weights)
+        self._g_forward, self._d_step = g_forward, d_step
+
+    def _build_loss(self) -> None:
+        cfg, data = self.cfg, self.data
+        colours = None
+        if cfg.ground_weight:
+            assert data.colour_rgb is not None and data.word_class is not None  # _check
+            rgb = torch.as_tensor(data.colour_rgb, dtype=torch.float32, device=self.device) / 127.5 - 1
+            colours = ColourWords(rgb, torch.as_tensor(data.word_class, device=self.device))
+        weights = LossWeights(cfg.kl_weight, cfg.recon_weight, cfg.swap_weight, cfg.ground_weight)
+        self.loss = SisganLoss(self._g_forward, self._d_step, self.d, weights, colours)
 
     def _build_optimizers(self) -> None:
         cfg, cuda = self.cfg, self.device.type == "cuda"

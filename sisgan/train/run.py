@@ -74,7 +74,24 @@ def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = Non
         data.swap_images, data.swap_features = pairs.images, pairs.features
     if cfg.reads_words:
         add_words(data, train.captions, pairs.captions if cfg.swap_weight and pairs else [], files.text_model)
+    if cfg.ground_weight and pairs:
+        add_colour_words(data, pairs.colours, files.text_model)
     return data
+
+
+def add_colour_words(data: GanData, classes: Sequence[dict], text_model: Path) -> None:
+    """What gan.ground_weight reads: the swap pairs' colour classes ({"words", "rgb"}) as rgb [K, 3] and the
+    class of each token id of the text encoder's vocabulary (-1 for the rest)."""
+    from sisgan.text.model import TextModel
+
+    index = TextModel.load(text_model).vocab.index
+    word_class = np.full(data.vocab_size, -1, np.int64)
+    for k, c in enumerate(classes):
+        for w in c["words"]:
+            if w in index:
+                word_class[index[w]] = k
+    data.colour_rgb = np.asarray([c["rgb"] for c in classes], np.float32).reshape(-1, 3)
+    data.word_class = word_class
 
 
 def add_words(
