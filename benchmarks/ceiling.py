@@ -29,7 +29,8 @@ from sisgan.errors import ConfigError
 from sisgan.eval.evaluate import build_context, counterfactual_metrics, run_generator
 from sisgan.text.model import TextModel
 from sisgan.train.gan import GanData, Trainer
-from sisgan.train.run import GanFiles, load_gan_data
+from sisgan.train.pairs import load_pairs
+from sisgan.train.run import GanFiles, add_colour_words, load_gan_data
 
 
 def counterfactual_targets(
@@ -89,8 +90,12 @@ def main() -> None:
     cfg = GANConfig.from_dict(gan)
     files = GanFiles(dataset, root=section(params, DataConfig).root)
     train, test = load_split(files.shards, "train"), load_split(files.shards, "test")
-    without_pairs = GANConfig.from_dict(gan | {"swap_weight": 0.0})  # the targets come from the scenes
+    # The targets come from the scenes; gan.ground_weight reads the colour classes of the edit_pairs stage.
+    without_pairs = GANConfig.from_dict(gan | {"swap_weight": 0.0, "ground_weight": 0.0})
     data = supervised_data(load_gan_data(files, without_pairs), train, seed)
+    if cfg.ground_weight:
+        pairs = load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
+        add_colour_words(data, pairs.colours, files.text_model)
     text = TextModel.load(files.text_model)
     trainer = Trainer(cfg, data, seed=seed)
     eval_cfg = EvalConfig(max_images=args.max_images)
