@@ -78,8 +78,9 @@ class WordPaint(nn.Module):
     """The repaint layer of the "paint" output: every pixel takes the colour of the words it attends to.
 
     features [B, C, S, S] (decoder features and the source pixels) + words -> colours [B, 3, S, S] in
-    [-1, 1], and the weights (gan.ground_weight supervises them). A colour is a function of a word's state alone, so a part is painted in one colour, the one
-    its words name; the generator's mask decides where the paint goes.
+    [-1, 1], and the attention weights (gan.ground_weight supervises them). A colour is a function of a
+    word's state alone, so a part is painted in one colour, the one its words name; the generator's mask
+    decides where the paint goes.
     """
 
     def __init__(self, channels: int, word_dim: int, dim: int = 32) -> None:
