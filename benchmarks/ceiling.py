@@ -93,10 +93,10 @@ def main() -> None:
     # The targets come from the scenes; gan.ground_weight reads the colour classes of the edit_pairs stage.
     without_pairs = GANConfig.from_dict(gan | {"swap_weight": 0.0, "ground_weight": 0.0})
     data = supervised_data(load_gan_data(files, without_pairs), train, seed)
+    text = TextModel.load(files.text_model)
     if cfg.ground_weight:
         pairs = load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
-        add_colour_words(data, pairs.colours, files.text_model)
-    text = TextModel.load(files.text_model)
+        add_colour_words(data, pairs.colours, text.vocab.index)
     trainer = Trainer(cfg, data, seed=seed)
     eval_cfg = EvalConfig(max_images=args.max_images)
     ctx = build_context(test, text, eval_cfg, cfg.image_size, 0, torch.device("cpu"))

@@ -8,9 +8,9 @@ compatible checkpoint), logs to a tracker, and writes the stage's outputs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from sisgan.tracking import Tracker
 from sisgan.train.distributed import DistInfo
 from sisgan.train.gan import LOSS_KEYS, GanData, Hooks, Trainer, fit
 from sisgan.train.pairs import PAIRS_FILE, EditPairs, load_pairs
+
+if TYPE_CHECKING:
+    from sisgan.text.model import TextModel
 
 N_TARGETS = 4  # target captions (columns) in the sample grid
 
@@ -63,7 +66,7 @@ def sample_set(test: SplitData, feats: np.ndarray, k: int) -> tuple[np.ndarray, 
 def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = None) -> GanData:
     """The train split with its cached φ(t), the edit pairs (when gan.swap_weight > 0: `pairs`, else the
     edit_pairs stage's file) and the sample grid."""
-    from sisgan.text.model import load_features
+    from sisgan.text.model import TextModel, load_features
 
     train, test = load_split(files.shards, "train"), load_split(files.shards, "test")
     feats, counts = load_features(files.features / "train.npz", train.image_ids)
@@ -72,19 +75,18 @@ def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = Non
     if cfg.swap_weight:
         pairs = pairs or load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
         data.swap_images, data.swap_features = pairs.images, pairs.features
+    if cfg.reads_words or cfg.ground_weight:
+        text = TextModel.load(files.text_model)
     if cfg.reads_words:
-        add_words(data, train.captions, pairs.captions if cfg.swap_weight and pairs else [], files.text_model)
+        add_words(data, train.captions, pairs.captions if cfg.swap_weight and pairs else [], text)
     if cfg.ground_weight and pairs:
-        add_colour_words(data, pairs.colours, files.text_model)
+        add_colour_words(data, pairs.colours, text.vocab.index)
     return data
 
 
-def add_colour_words(data: GanData, classes: Sequence[dict], text_model: Path) -> None:
+def add_colour_words(data: GanData, classes: Sequence[dict], index: Mapping[str, int]) -> None:
     """What gan.ground_weight reads: the swap pairs' colour classes ({"words", "rgb"}) as rgb [K, 3] and the
-    class of each token id of the text encoder's vocabulary (-1 for the rest)."""
-    from sisgan.text.model import TextModel
-
-    index = TextModel.load(text_model).vocab.index
+    class of each token id of the text encoder's vocabulary (`index`: word -> id; -1 for the rest)."""
     word_class = np.full(data.vocab_size, -1, np.int64)
     for k, c in enumerate(classes):
         for w in c["words"]:
@@ -95,13 +97,10 @@ def add_colour_words(data: GanData, classes: Sequence[dict], text_model: Path) -
 
 
 def add_words(
-    data: GanData, captions: Sequence[Sequence[str]], swapped: Sequence[Sequence[str]], text_model: Path
+    data: GanData, captions: Sequence[Sequence[str]], swapped: Sequence[Sequence[str]], text: TextModel
 ) -> None:
     """What a generator that reads words needs: the captions' (and the swapped captions') token ids, padded
     to one length, and the size of the vocabulary they index."""
-    from sisgan.text.model import TextModel
-
-    text = TextModel.load(text_model)
     all_captions = [c for caps in (*captions, *swapped) for c in caps]
     length = max((len(text.vocab.encode(c)) for c in all_captions), default=1)
     data.tokens = text.caption_tokens(captions, length)
