@@ -259,8 +259,8 @@ class GANConfig(Config):
     attention: bool = False  # image positions read the caption's words (sisgan.models.attention)
     conditioning: Literal["concat", "film"] = "concat"  # "film": the text also modulates each residual block
     # Speed (same maths; each measured to help, benchmarks/RESULTS.md).
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # on CUDA
+    bf16: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AVX512-BF16 or AMX)
+    channels_last: bool = True  # NHWC activations and weights (CUDA and CPU)
     fused_adam: bool = True  # one fused Adam kernel per parameter group, on CUDA
     cuda_graph: bool = True  # the whole step captured as one CUDA graph (CUDA, one process)
     compile: bool = False  # torch.compile the networks (inside the graph when cuda_graph is on)

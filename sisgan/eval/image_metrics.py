@@ -77,17 +77,24 @@ def masked_mean(ssim: torch.Tensor, mask: np.ndarray) -> np.ndarray:
 def ssim_map(a: np.ndarray, b: np.ndarray, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
     """SSIM at every valid position: [N, H, W, C] (uint8, or float 0-255) -> [N, C, H - w + 1, W - w + 1]."""
     x, y = _float(a).double(), _float(b).double()
-    c = x.shape[1]
+    c, (h, w) = x.shape[1], x.shape[2:]
     g = torch.exp(-((torch.arange(window, dtype=torch.float64) - window // 2) ** 2) / (2 * sigma**2))
-    g = (g / g.sum())[:, None] * (g / g.sum())[None, :]
-    kernel = g.expand(c, 1, window, window)
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, kernel, groups=c)
-
-    mu_x, mu_y = blur(x), blur(y)
-    sxx = blur(x * x) - mu_x**2
-    syy = blur(y * y) - mu_y**2
-    sxy = blur(x * y) - mu_x * mu_y
+    g = g / g.sum()
+    # The separable Gaussian as two banded matrices: float64 matmuls run ~12x faster on a CPU than a
+    # float64 depthwise convolution (the evaluate stage's largest cost), with the same sums.
+    rows, cols = _band(h, g), _band(w, g)  # [H, H - w + 1], [W, W - w + 1]
+    moments = rows.T @ (torch.cat([x, y, x * x, y * y, x * y], dim=1) @ cols)  # [N, 5C, H', W']
+    mu_x, mu_y, xx, yy, xy = moments.split(c, dim=1)
+    sxx = xx - mu_x**2
+    syy = yy - mu_y**2
+    sxy = xy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+
+
+def _band(n: int, g: torch.Tensor) -> torch.Tensor:
+    """[n, n - w + 1]: column j holds the w-tap kernel g at rows j..j + w - 1 (a 'valid' 1-D filter)."""
+    out = torch.zeros(n, n - len(g) + 1, dtype=g.dtype)
+    for j in range(out.shape[1]):
+        out[j : j + len(g), j] = g
+    return out

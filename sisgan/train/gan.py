@@ -150,14 +150,14 @@ class Trainer:
         _check(cfg, data, self.dist)
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
-        self.autocast = cuda and cfg.bf16
+        self.autocast = cfg.bf16 and (cuda or native_cpu_bf16())
         # CUDA only, like bf16; one process (DDP's all-reduce is not captured). With gan.compile on as well,
         # the compiled kernels are what gets captured.
         self.graphed = cuda and cfg.cuda_graph and not self.dist.enabled
         self._graph: StepGraph | None = None
         self._graph_inputs: tuple[torch.Tensor, ...] = ()
         self._graph_lr: tuple[float, float] | None = None
-        self.memory_format = torch.channels_last if (cuda and cfg.channels_last) else torch.contiguous_format
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         torch.manual_seed(seed)  # identical initial weights on every rank
         self._build_networks(data.features.shape[-1], data.vocab_size)
         self._build_optimizers()
@@ -250,7 +250,7 @@ class Trainer:
         if not self.autocast:
             return contextlib.nullcontext()
         # A captured graph must not keep autocast's per-region weight casts (torch.cuda.graphs docs).
-        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.graphed)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not self.graphed)
 
     def make_batch(self, real: torch.Tensor, idx: torch.Tensor) -> Batch:
         """The step's inputs from a loader batch: real [B, 3, S, S] in [-1, 1] (with gan.swap_weight on,
@@ -515,6 +515,12 @@ def fit(trainer: Trainer, checkpoint_path: str | Path, hooks: Hooks | None = Non
             if trainer.dist.is_main:
                 hooks.on_epoch(row, grid)
     return trainer.history
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where oneDNN's bf16 convolutions
+    train the default 1.4x faster than fp32 (benchmarks/RESULTS.md); elsewhere bf16 is emulated and slower."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def _update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
