@@ -7,7 +7,8 @@ A variant is a base, `paper` (the paper profile: sisgan.config.PAPER_RECIPE) or 
 gan section), then comma-separated changes: recon, swap, ground (loss weights), sv (colour-swap sets),
 sc (flat | shaded: the pairs' colour model), lr, lrd (lr decay every N epochs), lrg (its factor), kl,
 batch, out (direct | mask | paint), cond (concat | film), att (word attention: 0 | 1),
-ep (epochs), size (image size).
+ep (epochs), size (image size). `--eval-at 10,14,20` also scores each variant after those epochs (a curve from
+one run: the lr schedule does not depend on the number of epochs).
 
 Trains each variant from the same initialisation on the current shards, cached caption features and edit
 pairs (run `dvc repro edit_pairs` first; pairs for another `sv` are built here), evaluates it with the
@@ -20,7 +21,6 @@ identity, real (the source with its own caption) and tint.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 
 import torch
@@ -32,7 +32,7 @@ from sisgan.data.shards import load_split
 from sisgan.errors import DataError
 from sisgan.eval.evaluate import build_context, evaluate_rows, run_generator
 from sisgan.text.model import TextModel
-from sisgan.train.gan import Trainer, fit
+from sisgan.train.gan import Trainer
 from sisgan.train.pairs import EditPairs, build_pairs, load_pairs
 from sisgan.train.run import GanFiles, load_gan_data
 
@@ -118,8 +118,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--variant", action="append", default=[])
     ap.add_argument("--max-images", type=int, default=0, help="test images to evaluate on (0 = all)")
+    ap.add_argument("--eval-at", default="", help="comma-separated epochs to score besides the last")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    eval_at = {int(e) for e in args.eval_at.split(",") if e}
     params = load_params()
     dataset, seed = params["dataset"], params.get("seed", 0)
     bases = {"default": params["gan"], "paper": apply_profile(params, "paper")["gan"]}
@@ -134,20 +136,21 @@ def main() -> None:
         if cfg.swap_weight and key not in pairs:
             pairs[key] = pairs_for(files, text, cfg, seed)
         data = load_gan_data(files, cfg, pairs.get(key) if cfg.swap_weight else None)
-        t0 = time.perf_counter()
         trainer = Trainer(cfg, data, seed=seed)
-        with tempfile.TemporaryDirectory() as tmp:  # a checkpoint per run: ablations may run side by side
-            fit(trainer, f"{tmp}/ablation.pt")
-        seconds = time.perf_counter() - t0
-        histories[name] = trainer.history
         ctx = build_context(
             test, text, EvalConfig(max_images=args.max_images), cfg.image_size, 0, torch.device("cpu")
         )
-        metrics = SYNTH_METRICS if ctx.synthetic else REAL_METRICS
-        res = evaluate_rows(ctx, run_generator(ctx, trainer.g), metrics)
-        columns = synth_columns if ctx.synthetic else real_columns
-        rows.append({"variant": name, "epochs": cfg.epochs, "train_s": seconds, **columns(res["model"])})
-        print_table(rows, list(rows[0]))
+        metrics, columns = (SYNTH_METRICS, synth_columns) if ctx.synthetic else (REAL_METRICS, real_columns)
+        seconds = 0.0
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            trainer.run_epoch(epoch)
+            seconds += time.perf_counter() - t0
+            if epoch in eval_at or epoch == cfg.epochs:
+                res = evaluate_rows(ctx, run_generator(ctx, trainer.g), metrics)
+                rows.append({"variant": name, "epochs": epoch, "train_s": seconds, **columns(res["model"])})
+                print_table(rows, list(rows[0]))
+        histories[name] = trainer.history
     references = ("identity",) if ctx.synthetic else ("identity", "real", "tint")
     rows += [{"variant": f"{r} (reference)", **columns(res[r])} for r in references]
     print_table(rows, list(rows[0]))

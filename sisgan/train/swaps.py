@@ -278,22 +278,45 @@ def ground_colours(
     return [ColourClass(tuple(g), tuple(float(v) for v in colours[g[0]])) for g in classes]
 
 
+FLAT_TOLERANCE = 32.0  # RGB distance of a pixel to a flat colour that still counts as that colour
+_JOB_BATCH = 1024  # colour changes per batch (~34 MB of float64 images at 37x37)
+
+
 def _blend_share(
     image: np.ndarray, colour: np.ndarray, pure: np.ndarray, max_residual: float = 24.0
 ) -> np.ndarray:
-    """[S, S] share of `colour` in pixels next to a pure pixel of it: a pixel is read as a·colour + (1-a)·o,
-    o being its 3×3 neighbour least like `colour` (the part on the other side of the edge)."""
-    h, w, _ = image.shape
-    pad = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    around = np.stack([pad[y : y + h, x : x + w] for y in range(3) for x in range(3)])  # [9, S, S, 3]
-    pure_pad = np.pad(pure, 1)
-    near = np.stack([pure_pad[y : y + h, x : x + w] for y in range(3) for x in range(3)]).any(axis=0)
-    far = np.linalg.norm(around - colour, axis=3).argmax(axis=0)  # [S, S]
-    other = np.take_along_axis(around, far[None, ..., None].repeat(3, axis=3), axis=0)[0]
-    axis = colour - other
-    share = np.clip(((image - other) * axis).sum(axis=2) / ((axis * axis).sum(axis=2) + 1e-6), 0.0, 1.0)
-    residual = np.linalg.norm(image - (share[..., None] * colour + (1 - share[..., None]) * other), axis=2)
-    return share * (near & (residual < max_residual))
+    """[..., S, S] share of `colour` in pixels next to a pure pixel of it: a pixel is read as
+    a·colour + (1-a)·o, o being its 3×3 neighbour least like `colour` (the part on the other side of the
+    edge). image [..., S, S, 3] float, colour [3] or [..., 1, 1, 3], pure [..., S, S] bool.
+
+    Only the pixels next to a pure one are read (their 3×3 neighbourhoods gathered): the rest get 0."""
+    h, w = image.shape[-3:-1]
+    lead = [(0, 0)] * (image.ndim - 3)
+    pure_pad = np.pad(pure, [*lead, (1, 1), (1, 1)])
+    near = np.stack([pure_pad[..., y : y + h, x : x + w] for y in range(3) for x in range(3)]).any(axis=0)
+    *at, ys, xs = np.nonzero(near)  # the pixels read: [P] each
+    pad = np.pad(image, [*lead, (1, 1), (1, 1), (0, 0)], mode="edge")
+    around = np.stack([pad[(*at, ys + y, xs + x)] for y in range(3) for x in range(3)])  # [9, P, 3]
+    col = np.broadcast_to(colour, (*image.shape[:-3], 1, 1, 3))[(*at, 0 * ys, 0 * xs)]  # [P, 3]
+    pixel = image[(*at, ys, xs)]  # [P, 3]
+    far = np.linalg.norm(around - col, axis=-1).argmax(axis=0)  # [P]
+    other = around[far, np.arange(len(far))]
+    axis = col - other
+    share = np.clip(((pixel - other) * axis).sum(axis=-1) / ((axis * axis).sum(axis=-1) + 1e-6), 0.0, 1.0)
+    residual = np.linalg.norm(pixel - (share[..., None] * col + (1 - share[..., None]) * other), axis=-1)
+    out = np.zeros(image.shape[:-1])
+    out[(*at, ys, xs)] = share * (residual < max_residual)
+    return out
+
+
+def _flat_shift(
+    image: np.ndarray, on_object: np.ndarray, old: np.ndarray, new: np.ndarray, tolerance: float
+) -> np.ndarray:
+    """What one flat colour change adds to image [..., S, S, 3] float: pixels within `tolerance` of old
+    (and edge blends) on the object, shifted by new - old ([3] or [..., 1, 1, 3])."""
+    pure = np.linalg.norm(image - old, axis=-1) < tolerance
+    share = np.maximum(pure, _blend_share(image, old, pure)) * on_object
+    return share[..., None] * (new - old)
 
 
 def membership(lab: np.ndarray, colour_lab: np.ndarray) -> np.ndarray:
@@ -349,7 +372,7 @@ def recolour(
     image: np.ndarray,
     on_object: np.ndarray,
     changes: Sequence[tuple[np.ndarray, np.ndarray]],
-    tolerance: float = 32.0,
+    tolerance: float = FLAT_TOLERANCE,
     colours: ColourModel = "flat",
 ) -> np.ndarray:
     """image [S, S, 3] uint8 with each (old, new) RGB colour change applied to the object's pixels.
@@ -362,9 +385,29 @@ def recolour(
     f = image.astype(np.float64)
     out = f.copy()
     for old, new in changes:
-        pure = np.linalg.norm(f - old, axis=2) < tolerance
-        share = np.maximum(pure, _blend_share(f, old, pure)) * on_object
-        out += share[..., None] * (new - old)
+        out += _flat_shift(f, on_object, old, new, tolerance)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _recolour_flat_many(
+    images: np.ndarray,
+    on_object: np.ndarray,
+    jobs: Sequence[tuple[int, int, np.ndarray, np.ndarray]],
+    variants: int,
+) -> np.ndarray:
+    """`recolour` (flat) of many (set k, image n, old, new) changes at once: [K, N, S, S, 3] uint8, images
+    [N, S, S, 3]. Every change reads the source image, so they are computed in batches; they are summed
+    in job order, so each image gets exactly the float sums of `recolour`."""
+    f = images.astype(np.float64)
+    out = np.repeat(f[None], variants, axis=0)  # [K, N, S, S, 3]
+    flat = out.reshape(-1, *f.shape[1:])
+    for i in range(0, len(jobs), _JOB_BATCH):
+        batch = jobs[i : i + _JOB_BATCH]
+        n = np.array([j[1] for j in batch])
+        old = np.stack([j[2] for j in batch])[:, None, None]  # [J, 1, 1, 3]
+        new = np.stack([j[3] for j in batch])[:, None, None]
+        target = np.array([j[0] * len(f) + j[1] for j in batch])
+        np.add.at(flat, target, _flat_shift(f[n], on_object[n], old, new, FLAT_TOLERANCE))
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -453,6 +496,7 @@ def make_swaps(
         [(c, ks) for c, ks in zip(caps, swappable(caps, word_class), strict=True) if ks] for caps in captions
     ]
     out = np.repeat(images[None], variants, axis=0)
+    jobs: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # flat: (k, n, old, new), recoloured at once
     texts: list[list[str]] = []
     for k in range(variants):
         row: list[str] = []
@@ -469,8 +513,13 @@ def make_swaps(
             }
             row.append(swap_words(caption, replace))
             changes = [(rgb[c], rgb[j]) for c, j in to.items()]
-            out[k, n] = recolour(images[n], on_object[n], changes, colours=colours)
+            if colours == "flat":
+                jobs += [(k, n, old, new) for old, new in changes]
+            else:
+                out[k, n] = recolour(images[n], on_object[n], changes, colours=colours)
         texts.append(row)
+    if colours == "flat":
+        out = _recolour_flat_many(images, on_object, jobs, variants)
     return SwapSet(out, texts)
 
 
