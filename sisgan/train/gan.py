@@ -151,7 +151,7 @@ class Trainer:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
         self.autocast = cfg.bf16 and (cuda or native_cpu_bf16())
-        # CUDA only, like bf16; one process (DDP's all-reduce is not captured). With gan.compile on as well,
+        # CUDA only; one process (DDP's all-reduce is not captured). With gan.compile on as well,
         # the compiled kernels are what gets captured.
         self.graphed = cuda and cfg.cuda_graph and not self.dist.enabled
         self._graph: StepGraph | None = None
