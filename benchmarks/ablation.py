@@ -85,7 +85,8 @@ def synth_columns(row: dict) -> dict:
         "cf_psnr": cf["cf_psnr"],
         "mp": row["manipulative_precision"]["mp"],
     }
-    return out | {k.rsplit("_", 1)[1]: v for k, v in cf.items() if k.startswith("attribute_accuracy_")}
+    parts = {k.rsplit("_", 1)[1]: v for k, v in cf.items() if k.startswith("attribute_accuracy_")}
+    return out | parts | {f"keep_{p}": cf[f"keep_accuracy_{p}"] for p in parts if f"keep_accuracy_{p}" in cf}
 
 
 def real_columns(row: dict) -> dict:

@@ -92,6 +92,9 @@ def test_attribute_accuracy_reads_the_named_part_colours(synth_test, tiny_text_m
     wrong[gt["core"][:, 0]] = 255 - wrong[gt["core"][:, 0]]  # scramble every body colour
     res = METRICS["counterfactual"](ctx, wrong)
     assert res["edit_score"] < 1.0
+    # Keep is also scored per part: only the body, scrambled where the caption leaves it unnamed, loses it.
+    assert res["keep_accuracy_body"] < 1.0
+    assert res["keep_accuracy_wing"] == res["keep_accuracy_head"] == res["keep_accuracy_beak"] == 1.0
     assert METRICS["counterfactual"](ctx, gt["counterfactual"])["edit_score"] == 1.0
 
 

@@ -190,12 +190,12 @@ def ground_truth(ctx: EvalContext) -> dict[str, np.ndarray]:
 
 
 def _part_accuracy(ctx: EvalContext, outputs: np.ndarray, core: np.ndarray) -> dict[str, Any]:
-    """Attribute accuracy on named parts (overall and per part) and keep accuracy on unnamed ones.
+    """Attribute accuracy on named parts and keep accuracy on unnamed ones, overall and per part.
 
     A part's colour is the nearest palette colour to its mean over the part's core pixels.
     """
     named = {p: [0, 0] for p in synth.PARTS}  # part -> [hits, count]
-    kept = [0, 0]
+    unnamed = {p: [0, 0] for p in synth.PARTS}  # part -> [kept, count]
     for k in range(len(outputs)):
         scene = ctx.split.scenes[ctx.source_index[k]]
         for j, part in enumerate(synth.PARTS):
@@ -207,15 +207,17 @@ def _part_accuracy(ctx: EvalContext, outputs: np.ndarray, core: np.ndarray) -> d
                 named[part][0] += colour == ctx.target_attrs[k][part]
                 named[part][1] += 1
             else:
-                kept[0] += colour == scene[part]
-                kept[1] += 1
+                unnamed[part][0] += colour == scene[part]
+                unnamed[part][1] += 1
     hits, count = sum(h for h, _ in named.values()), sum(n for _, n in named.values())
+    kept, unnamed_count = sum(h for h, _ in unnamed.values()), sum(n for _, n in unnamed.values())
     return {
         "attribute_accuracy": hits / max(count, 1),
-        "keep_accuracy": kept[0] / max(kept[1], 1),
+        "keep_accuracy": kept / max(unnamed_count, 1),
         **{f"attribute_accuracy_{p}": h / max(n, 1) for p, (h, n) in named.items()},
+        **{f"keep_accuracy_{p}": h / max(n, 1) for p, (h, n) in unnamed.items()},
         "named_parts": count,
-        "kept_parts": kept[1],
+        "kept_parts": unnamed_count,
     }
 
 
