@@ -4,7 +4,7 @@ truth on synth-birds and with the real-photo metrics on flowers/CUB.
     python -m benchmarks.ablation --epochs 10 --variant paper --variant default --variant default,swap=0
 
 A variant is a base, `paper` (the paper profile: sisgan.config.PAPER_RECIPE) or `default` (params.yaml's
-gan section), then comma-separated changes: recon, swap, ground (loss weights), sv (colour-swap sets),
+gan section), then comma-separated changes: recon, swap, ground, part (loss weights), sv (colour-swap sets),
 sc (flat | shaded: the pairs' colour model), lr, lrd (lr decay every N epochs), lrg (its factor), kl,
 batch, out (direct | mask | paint), cond (concat | film), att (word attention: 0 | 1),
 ep (epochs), size (image size). `--eval-at 10,14,20` also scores each variant after those epochs (a curve from
@@ -40,6 +40,7 @@ KEYS = {
     "recon": "recon_weight",
     "swap": "swap_weight",
     "ground": "ground_weight",
+    "part": "part_weight",
     "sv": "swap_variants",
     "sc": "swap_colours",
     "lr": "lr",

@@ -90,11 +90,12 @@ def main() -> None:
     cfg = GANConfig.from_dict(gan)
     files = GanFiles(dataset, root=section(params, DataConfig).root)
     train, test = load_split(files.shards, "train"), load_split(files.shards, "test")
-    # The targets come from the scenes; gan.ground_weight reads the colour classes of the edit_pairs stage.
-    without_pairs = GANConfig.from_dict(gan | {"swap_weight": 0.0, "ground_weight": 0.0})
+    # The targets come from the scenes; gan.ground_weight and gan.part_weight read the colour classes of the
+    # edit_pairs stage.
+    without_pairs = GANConfig.from_dict(gan | {"swap_weight": 0.0, "ground_weight": 0.0, "part_weight": 0.0})
     data = supervised_data(load_gan_data(files, without_pairs), train, seed)
     text = TextModel.load(files.text_model)
-    if cfg.ground_weight:
+    if cfg.ground_weight or cfg.part_weight:
         pairs = load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
         add_colour_words(data, pairs.colours, text.vocab.index)
     trainer = Trainer(cfg, data, seed=seed)

@@ -256,6 +256,9 @@ class GANConfig(Config):
     # "paint" only: cross-entropy pulling each object pixel's word attention onto the caption's word for the
     # pixel's colour in the edit target (sisgan.losses.grounding_loss).
     ground_weight: float = 0.0
+    # With the swap pairs: L2 against the edit target over the object, every colour region weighing alike
+    # (sisgan.losses.part_loss), so a beak counts as much as the body, changed or kept.
+    part_weight: float = 0.0
     attention: bool = False  # image positions read the caption's words (sisgan.models.attention)
     conditioning: Literal["concat", "film"] = "concat"  # "film": the text also modulates each residual block
     # Speed (same maths; each measured to help, benchmarks/RESULTS.md).
@@ -300,6 +303,12 @@ class GANConfig(Config):
             not self.ground_weight or (self.output == "paint" and self.swap_weight > 0),
             "ground_weight",
             "needs output: paint and swap_weight > 0 (it grounds the swap pairs' colour words); set it to 0.",
+        )
+        self._require(self.part_weight >= 0, "part_weight", "must be >= 0.")
+        self._require(
+            not self.part_weight or self.swap_weight > 0,
+            "part_weight",
+            "needs swap_weight > 0 (it reads the swap pairs' targets); set it to 0.",
         )
         self._require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1 epoch.")
         self._require(self.sample_every >= 1, "sample_every", "must be at least 1 epoch.")
@@ -368,7 +377,7 @@ PAPER_RECIPE: dict[type[Config], tuple[str, ...]] = {
     GANConfig: (
         *("image_size", "width", "batch_size", "epochs", "lr", "beta1", "beta2", "lr_decay"),
         *("lr_decay_every", "kl_weight", "flip", "recon_weight", "swap_weight", "output", "conditioning"),
-        *("attention", "ground_weight"),
+        *("attention", "ground_weight", "part_weight"),
     ),
 }
 # Real photos on a CPU (docs/datasets.md, "Settings for real photos"; measured in benchmarks/RESULTS.md): the
@@ -383,6 +392,7 @@ PHOTOS: dict[str, Any] = {
     "gan.swap_colours": "shaded",
     "gan.output": "mask",
     "gan.ground_weight": 0.0,  # grounds the "paint" output's word attention, which the mask output has not
+    "gan.part_weight": 0.0,  # measured on synth-birds' flat parts only, not yet on shaded photos
     # The schedule the photo runs were measured with (synth-birds' shorter one was tuned on synth-birds only).
     "gan.epochs": 30,
     "gan.lr_decay": 0.5,

@@ -113,6 +113,31 @@ def grounding_loss(
     return (per_region * present).sum() / present.sum().clamp_min(1)
 
 
+def part_loss(
+    fake: torch.Tensor, target: torch.Tensor, source: torch.Tensor, colours: ColourWords
+) -> torch.Tensor:
+    """L2 of fake [B, 3, S, S] against the edit target [B, 3, S, S] over the source's object (source
+    [B, 3, S, S]: a recoloured part could match its backdrop), a mean per (image, colour region of the
+    target), then over regions.
+
+    The swap term's L2 is a mean over pixels, so a beak's 1-2 pixels barely count: G neither learns to
+    repaint a named beak nor to keep an unnamed one, which takes the head's colour (RESULTS.md, "where keep
+    is lost"). Here the beak weighs as much as the body, whether the target changes it or keeps it; weighing
+    only the changed regions (or only the kept ones) trades one for the other (RESULTS.md). The regions are
+    the target's pixels of one of the swap pairs' colour classes; pixels between colours are left out.
+    """
+    b, k = target.shape[0], colours.rgb.shape[0]
+    tgt = target.float()
+    dist, cls = torch.cdist(tgt.flatten(2).transpose(1, 2), colours.rgb.expand(b, -1, -1)).min(-1)  # [B, P]
+    on_object = object_pixels(source.float()).flatten(1) & (dist < GROUND_TOLERANCE)  # [B, P]
+    error = (fake.float() - tgt).pow(2).mean(1).flatten(1)  # [B, P]
+    region = F.one_hot(cls, k).float() * on_object[..., None]  # [B, P, K]
+    pixels_in = region.sum(1)  # [B, K]
+    per_region = (region * error[..., None]).sum(1) / pixels_in.clamp_min(1)
+    present = pixels_in > 0
+    return (per_region * present).sum() / present.sum().clamp_min(1)
+
+
 def mismatching_rows(batch: int) -> int:
     """How many leading rows of a batch get mismatching "relevant" text (the rest keep their own)."""
     return batch // 2
@@ -187,6 +212,7 @@ class LossWeights:
     recon: float = 0.0
     swap: float = 0.0
     ground: float = 0.0
+    part: float = 0.0
 
 
 class SisganLoss:
@@ -202,6 +228,7 @@ class SisganLoss:
           L1's optimum (the median) is to change nothing.
         + λ_ground · grounding_loss over both halves' targets (x_swap, x): each object pixel's repaint
           attention on the words that name its target colour (output "paint" with the swap pairs)
+        + λ_part · part_loss over both halves' targets: their L2 over the object, every colour region alike
 
     generator and d_step may be wrapped (DistributedDataParallel, torch.compile); discriminator is the bare
     D that the G phase scores with.
@@ -216,8 +243,8 @@ class SisganLoss:
         colours: ColourWords | None = None,
     ) -> None:
         self.g, self.d_step, self.d, self.w = generator, d_step, discriminator, weights
-        if weights.ground and colours is None:
-            raise ValueError("the grounding term needs the swap pairs' colour words")
+        if (weights.ground or weights.part) and colours is None:
+            raise ValueError("the grounding and part terms need the swap pairs' colour classes")
         self.colours = colours
 
     def generate(self, batch: Batch) -> Generated:
@@ -247,7 +274,7 @@ class SisganLoss:
         return stats["d_real"] + stats["d_mismatch"] + stats["d_fake"], stats
 
     def g_phase(self, batch: Batch, gen: Generated) -> tuple[torch.Tensor, Stats]:
-        """-> (G loss, {g_adv, kl, recon, swap, ground}); D is only a critic here: its weights take no
+        """-> (G loss, {g_adv, kl, recon, swap, ground, part}); D is only a critic here: its weights take no
         gradient."""
         with frozen(self.d):
             g_adv = _bce(self.d(gen.fake, gen.relevant), 1.0)
@@ -259,11 +286,19 @@ class SisganLoss:
         if batch.swap_target is not None:
             swap = (gen.fake[:half].float() - batch.swap_target.float()).pow(2).mean()
             loss = loss + self.w.swap * swap
-        stats = {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach(), "ground": swap * 0}
-        if self.w.ground:
-            assert gen.attention is not None and gen.tokens is not None and self.colours is not None
+        zero = swap * 0
+        stats = {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach(), "ground": zero}
+        stats["part"] = zero
+        if self.w.ground or self.w.part:
+            assert batch.swap_target is not None and self.colours is not None
             target = torch.cat([batch.swap_target, batch.real[half:]])  # what G should give for t̄
+        if self.w.ground:
+            assert gen.attention is not None and gen.tokens is not None
             ground = grounding_loss(gen.attention, target, gen.tokens, self.colours)
             loss = loss + self.w.ground * ground
             stats["ground"] = ground.detach()
+        if self.w.part:
+            part = part_loss(gen.fake, target, batch.real, self.colours)
+            loss = loss + self.w.part * part
+            stats["part"] = part.detach()
         return loss, stats

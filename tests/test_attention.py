@@ -8,7 +8,7 @@ import torch
 
 from sisgan.config import GANConfig
 from sisgan.errors import ConfigError
-from sisgan.losses import ColourWords, grounding_loss
+from sisgan.losses import ColourWords, grounding_loss, part_loss
 from sisgan.models import Generator
 from sisgan.models.attention import WordAttention, WordPaint, WordReader, attend
 from sisgan.train.gan import GanData, Trainer, fit
@@ -251,3 +251,44 @@ def test_grounding_needs_the_paint_output_the_swap_pairs_and_their_colours():
     data.word_class = None
     with pytest.raises(ConfigError, match="colour classes"):
         Trainer(_cfg(swap_weight=1.0, ground_weight=1.0), data)
+
+
+# Section: every part alike in the pixel loss (gan.part_weight).
+
+
+def _recoloured(img: torch.Tensor, rows: slice, colour: tuple[float, float, float]) -> torch.Tensor:
+    """img [1, 3, 4, 6] with the object's pixels of `rows` painted `colour`."""
+    out = img.clone()
+    out[0, :, rows, 1:5] = torch.tensor(colour)[:, None, None]
+    return out
+
+
+def test_part_term_weighs_every_colour_region_of_the_target_alike():
+    source = _target()  # red rows 0-1 (8 pixels), blue row 2, green row 3 (4 pixels each)
+    target = _recoloured(source, slice(2, 3), RED)  # the edit: blue -> red, so red is 12 pixels, green 4
+    assert float(part_loss(target, target, source, COLOURS)) == 0.0
+    sky = target.clone()
+    sky[0, :, :, 0] = torch.tensor(RED)[:, None]
+    assert float(part_loss(sky, target, source, COLOURS)) == 0.0, "off the object: the swap term's"
+    # Repainting the whole 12-pixel red region or the 4-pixel green one blue costs the same (equal colour
+    # distance, 8/3 per pixel): a mean per region, then over the target's 2 regions.
+    red_lost = float(part_loss(_recoloured(target, slice(0, 3), BLUE), target, source, COLOURS))
+    green_lost = float(part_loss(_recoloured(target, slice(3, 4), BLUE), target, source, COLOURS))
+    assert red_lost == pytest.approx(green_lost) and red_lost == pytest.approx(8 / 3 / 2)
+    # The edit left undone (G returns the source): 4 of the red region's 12 pixels are wrong.
+    assert float(part_loss(source, target, source, COLOURS)) == pytest.approx(8 / 3 * 4 / 12 / 2)
+
+
+def test_part_term_trains_the_generator_and_needs_the_swap_pairs():
+    trainer = Trainer(_cfg(swap_weight=10.0, part_weight=1.0, flip=False), _ground_data())
+    _, idx, both = next(trainer.batches(0))
+    stats = trainer.train_step(both, idx)
+    assert float(stats["part"]) > 0  # an untrained G's mask is open a little everywhere
+    plain = Trainer(_cfg(swap_weight=10.0, flip=False), _ground_data())
+    assert float(plain.train_step(both, idx)["part"]) == 0.0, "off: reported as 0"
+    with pytest.raises(ConfigError, match="part_weight.*swap_weight > 0"):
+        _cfg(part_weight=1.0)
+    data = _ground_data()
+    data.colour_rgb = None
+    with pytest.raises(ConfigError, match="colour classes"):
+        Trainer(_cfg(swap_weight=1.0, part_weight=1.0), data)

@@ -31,7 +31,7 @@ from sisgan.train import checkpoint
 from sisgan.train.distributed import DistInfo, all_reduce_mean
 from sisgan.train.graphs import CudaStepGraph, StepGraph, TrainingState
 
-LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "swap", "ground")
+LOSS_KEYS = ("d_real", "d_mismatch", "d_fake", "g_adv", "kl", "recon", "swap", "ground", "part")
 # Parameters that may change between a checkpoint and a resumed run (training simply continues).
 RESUMABLE_CHANGES = {
     "epochs",
@@ -122,9 +122,10 @@ def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
         raise ConfigError("gan.attention and gan.output: paint need the captions' tokens and vocabulary.")
     if cfg.reads_words and cfg.swap_weight and data.swap_tokens is None:
         raise ConfigError("gan.attention and gan.output: paint need the swapped captions' tokens.")
-    if cfg.ground_weight and (data.colour_rgb is None or data.word_class is None):
+    if (cfg.ground_weight or cfg.part_weight) and (data.colour_rgb is None or data.word_class is None):
         raise ConfigError(
-            "gan.ground_weight needs the swap pairs' colour classes; rerun `dvc repro edit_pairs`."
+            "gan.ground_weight and gan.part_weight need the swap pairs' colour classes; "
+            "rerun `dvc repro edit_pairs`."
         )
     if cfg.swap_weight and (data.swap_images is None or data.swap_features is None):
         raise ConfigError(
@@ -189,11 +190,13 @@ class Trainer:
     def _build_loss(self) -> None:
         cfg, data = self.cfg, self.data
         colours = None
-        if cfg.ground_weight:
+        if cfg.ground_weight or cfg.part_weight:
             assert data.colour_rgb is not None and data.word_class is not None  # _check
             rgb = torch.as_tensor(data.colour_rgb, dtype=torch.float32, device=self.device) / 127.5 - 1
             colours = ColourWords(rgb, torch.as_tensor(data.word_class, device=self.device))
-        weights = LossWeights(cfg.kl_weight, cfg.recon_weight, cfg.swap_weight, cfg.ground_weight)
+        weights = LossWeights(
+            cfg.kl_weight, cfg.recon_weight, cfg.swap_weight, cfg.ground_weight, cfg.part_weight
+        )
         self.loss = SisganLoss(self._g_forward, self._d_step, self.d, weights, colours)
 
     def _build_optimizers(self) -> None:

@@ -75,18 +75,20 @@ def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = Non
     if cfg.swap_weight:
         pairs = pairs or load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
         data.swap_images, data.swap_features = pairs.images, pairs.features
-    if cfg.reads_words or cfg.ground_weight:
+    colours = cfg.ground_weight or cfg.part_weight
+    if cfg.reads_words or colours:
         text = TextModel.load(files.text_model)
     if cfg.reads_words:
         add_words(data, train.captions, pairs.captions if cfg.swap_weight and pairs else [], text)
-    if cfg.ground_weight and pairs:
+    if colours and pairs:
         add_colour_words(data, pairs.colours, text.vocab.index)
     return data
 
 
 def add_colour_words(data: GanData, classes: Sequence[dict], index: Mapping[str, int]) -> None:
-    """What gan.ground_weight reads: the swap pairs' colour classes ({"words", "rgb"}) as rgb [K, 3] and the
-    class of each token id of the text encoder's vocabulary (`index`: word -> id; -1 for the rest)."""
+    """What gan.ground_weight and gan.part_weight read: the swap pairs' colour classes ({"words", "rgb"}) as
+    rgb [K, 3] and the class of each token id of the text encoder's vocabulary (`index`: word -> id; -1 for
+    the rest)."""
     word_class = np.full(data.vocab_size, -1, np.int64)
     for k, c in enumerate(classes):
         for w in c["words"]:
