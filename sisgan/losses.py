@@ -84,6 +84,25 @@ def object_pixels(images: torch.Tensor, threshold: float = OBJECT_THRESHOLD) -> 
     return torch.minimum(left, right) > threshold
 
 
+def nearest_class(images: torch.Tensor, colours: ColourWords) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, 3, S, S] in [-1, 1] -> (RGB distance to the nearest colour class, that class) per pixel, [B, P]."""
+    pixels = images.float().flatten(2).transpose(1, 2)  # [B, P, 3]
+    return torch.cdist(pixels, colours.rgb.expand(len(images), -1, -1)).min(-1)
+
+
+def mean_per_region(
+    values: torch.Tensor, cls: torch.Tensor, weight: torch.Tensor, classes: int
+) -> torch.Tensor:
+    """Per-pixel values [B, P] averaged within each (image, colour class) region (cls [B, P] in
+    [0, classes), pixels weighed by weight [B, P], 0 = left out), then over the regions present: each region
+    weighs alike, however few its pixels."""
+    region = F.one_hot(cls, classes).float() * weight[..., None]  # [B, P, K]
+    pixels_in = region.sum(1)  # [B, K]
+    per_region = (region * values[..., None]).sum(1) / pixels_in.clamp_min(1)
+    present = pixels_in > 0
+    return (per_region * present).sum() / present.sum().clamp_min(1)
+
+
 def grounding_loss(
     attention: torch.Tensor, target: torch.Tensor, tokens: torch.Tensor, colours: ColourWords
 ) -> torch.Tensor:
@@ -97,20 +116,13 @@ def grounding_loss(
     Label-free: the classes and their words are the swap pairs' own (sisgan.train.swaps). Pixels off the
     object, of no named colour or between colours are left out.
     """
-    b, k = target.shape[0], colours.rgb.shape[0]
-    pixels = target.float().flatten(2).transpose(1, 2)  # [B, P, 3]
-    dist, cls = torch.cdist(pixels, colours.rgb.expand(b, -1, -1)).min(-1)  # [B, P]
+    dist, cls = nearest_class(target, colours)  # [B, P]
     known = (dist < GROUND_TOLERANCE) & object_pixels(target.float()).flatten(1)
     cls = torch.where(known, cls, -1)
     named = colours.word_class[tokens]  # [B, L]
     match = (cls[:, :, None] == named[:, None, :]) & known[:, :, None]  # [B, P, L]
     nll = -(attention.float() * match).sum(-1).clamp_min(1e-6).log()  # [B, P]
-    # Each (image, colour) region weighs alike, however few its pixels: a mean per region, then over regions.
-    region = F.one_hot(cls.clamp_min(0), k).float() * match.any(-1, keepdim=True)  # [B, P, K]
-    pixels_in = region.sum(1)  # [B, K]
-    per_region = (region * nll[..., None]).sum(1) / pixels_in.clamp_min(1)
-    present = pixels_in > 0
-    return (per_region * present).sum() / present.sum().clamp_min(1)
+    return mean_per_region(nll, cls.clamp_min(0), match.any(-1).float(), colours.rgb.shape[0])
 
 
 def part_loss(
@@ -126,16 +138,10 @@ def part_loss(
     only the changed regions (or only the kept ones) trades one for the other (RESULTS.md). The regions are
     the target's pixels of one of the swap pairs' colour classes; pixels between colours are left out.
     """
-    b, k = target.shape[0], colours.rgb.shape[0]
-    tgt = target.float()
-    dist, cls = torch.cdist(tgt.flatten(2).transpose(1, 2), colours.rgb.expand(b, -1, -1)).min(-1)  # [B, P]
+    dist, cls = nearest_class(target, colours)  # [B, P]
     on_object = object_pixels(source.float()).flatten(1) & (dist < GROUND_TOLERANCE)  # [B, P]
-    error = (fake.float() - tgt).pow(2).mean(1).flatten(1)  # [B, P]
-    region = F.one_hot(cls, k).float() * on_object[..., None]  # [B, P, K]
-    pixels_in = region.sum(1)  # [B, K]
-    per_region = (region * error[..., None]).sum(1) / pixels_in.clamp_min(1)
-    present = pixels_in > 0
-    return (per_region * present).sum() / present.sum().clamp_min(1)
+    error = (fake.float() - target.float()).pow(2).mean(1).flatten(1)  # [B, P]
+    return mean_per_region(error, cls, on_object.float(), colours.rgb.shape[0])
 
 
 def mismatching_rows(batch: int) -> int:
@@ -286,9 +292,8 @@ class SisganLoss:
         if batch.swap_target is not None:
             swap = (gen.fake[:half].float() - batch.swap_target.float()).pow(2).mean()
             loss = loss + self.w.swap * swap
-        zero = swap * 0
-        stats = {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach(), "ground": zero}
-        stats["part"] = zero
+        stats = {"g_adv": g_adv, "kl": kl, "recon": recon.detach(), "swap": swap.detach()}
+        stats |= {"ground": swap * 0, "part": swap * 0}
         if self.w.ground or self.w.part:
             assert batch.swap_target is not None and self.colours is not None
             target = torch.cat([batch.swap_target, batch.real[half:]])  # what G should give for t̄

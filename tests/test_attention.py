@@ -242,15 +242,21 @@ def test_grounding_term_trains_the_repaint_attention():
     assert float(plain.train_step(both, idx)["ground"]) == 0.0, "off: reported as 0"
 
 
-def test_grounding_needs_the_paint_output_the_swap_pairs_and_their_colours():
+def test_grounding_needs_the_paint_output_and_the_swap_pairs():
     with pytest.raises(ConfigError, match="ground_weight.*needs output: paint"):
         _cfg(output="mask", swap_weight=1.0, ground_weight=1.0)
     with pytest.raises(ConfigError, match="ground_weight.*swap_weight > 0"):
         _cfg(ground_weight=1.0)
+
+
+@pytest.mark.parametrize(
+    ("term", "missing"), [("ground_weight", "word_class"), ("part_weight", "colour_rgb")]
+)
+def test_grounding_and_part_terms_need_the_swap_pairs_colour_classes(term, missing):
     data = _ground_data()
-    data.word_class = None
+    setattr(data, missing, None)
     with pytest.raises(ConfigError, match="colour classes"):
-        Trainer(_cfg(swap_weight=1.0, ground_weight=1.0), data)
+        Trainer(_cfg(swap_weight=1.0, **{term: 1.0}), data)
 
 
 # Section: every part alike in the pixel loss (gan.part_weight).
@@ -288,7 +294,3 @@ def test_part_term_trains_the_generator_and_needs_the_swap_pairs():
     assert float(plain.train_step(both, idx)["part"]) == 0.0, "off: reported as 0"
     with pytest.raises(ConfigError, match="part_weight.*swap_weight > 0"):
         _cfg(part_weight=1.0)
-    data = _ground_data()
-    data.colour_rgb = None
-    with pytest.raises(ConfigError, match="colour classes"):
-        Trainer(_cfg(swap_weight=1.0, part_weight=1.0), data)
