@@ -153,7 +153,7 @@ def main() -> None:
                 rows.append({"variant": name, "epochs": epoch, "train_s": seconds, **columns(res["model"])})
                 print_table(rows, list(rows[0]))
         histories[name] = trainer.history
-    references = ("identity",) if ctx.synthetic else ("identity", "real", "tint")
+    references = ("identity",) if ctx.synthetic else ("identity", "real", "tint", "described")
     rows += [{"variant": f"{r} (reference)", **columns(res[r])} for r in references]
     print_table(rows, list(rows[0]))
     write_json(

@@ -1,7 +1,8 @@
 """Stage `evaluate`: manipulation metrics on the test split (unseen classes) and the evaluation grid.
 
-Writes metrics/eval.json (the model row; the reference rows identity, counterfactual (synth-birds), real and
-tint; the primary metric the registry compares by; on flowers, the issue-19 targets) and plots/eval_grid.png.
+Writes metrics/eval.json (the model row; the reference rows identity, counterfactual (synth-birds), real,
+tint and described (photos); the primary metric the registry compares by; on flowers, the issue-19 targets)
+and plots/eval_grid.png.
 The wall time goes to MLflow and runs/evaluate.json, not to metrics/eval.json: register depends on that file,
 and re-evaluating an unchanged model must leave it byte for byte the same. Runs without DVC/MLflow too:
 
@@ -67,7 +68,7 @@ def main() -> None:
         if dataset in TARGET_DATASETS and all(m in cfg.metrics for m in TARGET_METRICS):
             report["targets"] = {
                 row: {k: dict(zip(("value", "target", "met"), v, strict=True)) for k, v in found.items()}
-                for row in ("model", "tint")
+                for row in ("model", "tint", "described")
                 for found in [real_targets(report, row)]
             }
         write_metrics("eval", report)

@@ -26,6 +26,7 @@ from sisgan.eval.evaluate import (
     evaluate_rows,
     keep,
     real_targets,
+    reference_rows,
     text_following,
 )
 from sisgan.train.swaps import COLOUR_WORDS, to_lab
@@ -225,7 +226,8 @@ def test_rows_of_a_photo_split_and_the_tint_is_caught(photo_split):
     ctx = build_context(photo_split, StubTextModel(), cfg, S, 0, torch.device("cpu"))
     names = ("manipulative_precision", "text_following", "colour_following", "keep", "counterfactual")
     results = evaluate_rows(ctx, recoloured(ctx, ctx.captions), names)
-    assert list(results) == ["model", "identity", "real", "tint"]  # no counterfactual without ground truth
+    # No counterfactual without ground truth; `described` is each pair's target photo.
+    assert list(results) == ["model", "identity", "real", "tint", "described"]
     for row, groups in results.items():
         assert set(groups) == {n for n in names if row in ROWS[n]}
     assert "keep" not in results["real"]
@@ -238,6 +240,27 @@ def test_rows_of_a_photo_split_and_the_tint_is_caught(photo_split):
     report = {**results}
     assert real_targets(report, "tint")["background_l1"][2] is False
     assert real_targets(report, "model")["background_l1"] == (0.0, 0.03, True)
+
+
+def test_described_row_is_the_target_photo(ctx, photo_split):
+    described = reference_rows(ctx)["described"]
+    assert (described == ctx.crop(photo_split.images[ctx.target_index])).all()
+    assert (ctx.target_index != ctx.source_index).all()
+    # Each target caption names its own photo's colour, and the discs sit where the sources' do: the described
+    # photo follows the text and the colour perfectly, and keeps nothing of the source's object.
+    assert text_following(ctx, described)["r_precision"] == 1.0
+    assert colour_following(ctx, described)["colour_rise"] == 1.0
+    assert keep(ctx, described)["ssim"] < keep(ctx, recoloured(ctx, ctx.captions))["ssim"] + 1e-9
+
+
+def test_colour_rise_first_reads_the_first_named_colour_only(ctx):
+    captions = [
+        f"{c} petals and a green centre" for c in (col.COLOURS[col.named_colours(t)[0]] for t in ctx.captions)
+    ]
+    two = dataclasses.replace(ctx, captions=captions, _cache={})
+    result = colour_following(two, recoloured(two, captions))  # only the first colour is painted
+    assert result["colour_rise_first"] == 1.0
+    assert result["colour_rise"] == pytest.approx(0.5)  # green, the second colour, did not rise
 
 
 # Section: targets.

@@ -84,7 +84,7 @@ def test_real_flowers_through_every_stage_and_the_cli(project, tmp_path):
     report = json.loads((root / "metrics/eval.json").read_text())
     assert report["dataset"] == "flowers" and report["primary"]["name"] == "mp"
     assert np.isfinite(report["model"]["manipulative_precision"]["mp"])
-    assert set(report) >= {"model", "identity", "real", "tint", "targets"}
+    assert set(report) >= {"model", "identity", "real", "tint", "described", "targets"}
     assert set(report["targets"]["model"]) == {"mean_rank", "colour_rise", "background_l1", "ssim"}
     assert report["real"]["text_following"]["candidates"] == 100  # 1 + 99 captions of 22 other test images
     assert report["identity"]["keep"]["background_l1"] == 0.0 and report["identity"]["keep"]["ssim"] == 1.0

@@ -5,7 +5,8 @@ Every metric is `fn(ctx, outputs) -> dict` and is computed for the model's outpu
 sense (`ROWS`), for reference rows: `identity` (output = source), `counterfactual` (the exact intended
 edit, synth-birds only), `real` (the source with one of its own captions: a real image-caption pair) and
 `tint` (the source globally tinted toward the colour the target caption names: an edit that fools pixel and
-colour measures without following the text). docs/evaluation.md defines each metric.
+colour measures without following the text) and, on photos, `described` (the photo the target caption was
+written for: what the measures give a real flower of the caption). docs/evaluation.md defines each metric.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class EvalContext:
 
     sources: np.ndarray
     source_index: np.ndarray  # [P] row of the test split
+    target_index: np.ndarray  # [P] the row whose caption is the pair's target caption
     captions: list[str]
     target_attrs: list[dict[str, str]] | None  # synth-birds: the attributes each caption names
     split: SplitData
@@ -135,6 +137,7 @@ def build_context(
     ctx = EvalContext(
         sources=np.empty(0),
         source_index=src,
+        target_index=tgt,
         captions=captions,
         target_attrs=attrs,
         split=split,
@@ -354,7 +357,9 @@ def colour_following(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
     (`colour_dominant`), and how often the output's dominant colour is named at all (`colour_agreement`).
 
     rise and dominant count only what the edit has to change: a named colour that already dominates the
-    source, and a pair whose source's dominant colour is already named, are left out (and counted). The
+    source, and a pair whose source's dominant colour is already named, are left out (and counted).
+    `colour_rise_first` is the rise of each caption's first named colour alone (a flower caption's first
+    colour is mostly its petals'; the later ones name a centre, stamens or leaves, smaller parts). The
     `real` row (no edit) reports the agreement only: how often a photo's dominant colour is one its own
     caption names, the measure's own ceiling.
     """
@@ -370,6 +375,7 @@ def colour_following(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
     if ctx.row == "real":
         return result
     gains = [out[k, c] - src[k, c] for k in with_colour for c in named[k] if c != src_dom[k]]
+    firsts = [out[k, named[k][0]] - src[k, named[k][0]] for k in with_colour if named[k][0] != src_dom[k]]
     edits = [k for k in with_colour if src_dom[k] not in named[k]]
     result |= {
         "named_colours": len(gains),
@@ -379,6 +385,8 @@ def colour_following(ctx: EvalContext, outputs: np.ndarray) -> dict[str, Any]:
     if gains:
         result["colour_rise"] = float(np.mean(np.asarray(gains) >= ctx.colour_min_rise))
         result["colour_gain"] = float(np.mean(gains))
+    if firsts:
+        result["colour_rise_first"] = float(np.mean(np.asarray(firsts) >= ctx.colour_min_rise))
     if edits:
         result["colour_dominant"] = float(np.mean([out_dom[k] in named[k] for k in edits]))
     return result
@@ -474,7 +482,7 @@ METRICS: dict[str, MetricFn] = {
     "retrieval": retrieval,
     "fid": fid,
 }
-_EDITS = ("model", "identity", "counterfactual", "tint")
+_EDITS = ("model", "identity", "counterfactual", "tint", "described")
 # The rows each metric is computed for: retrieval and FID say nothing new for a reference row, keep nothing
 # for `real` (its pixels are the identity's), and the counterfactual metrics keep their synth-birds rows.
 ROWS: dict[str, tuple[str, ...]] = {
@@ -505,7 +513,9 @@ def tinted(ctx: EvalContext) -> np.ndarray:
 
 def reference_rows(ctx: EvalContext, names: tuple[str, ...] = tuple(ROWS)) -> dict[str, np.ndarray]:
     """The images of the reference rows that `names` are computed for (identity always): identity,
-    counterfactual (synth-birds), real (the sources, read with their own captions) and tint."""
+    counterfactual (synth-birds), real (the sources, read with their own captions), tint and described
+    (photos: each pair's target photo, read like an edit of the source: a real flower the caption describes,
+    so the text and colour measures' reach on real photos, and keep's value for a different photo)."""
     wanted = {row for n in names for row in ROWS[n]}
     rows = {"identity": ctx.sources}
     if ctx.synthetic and "counterfactual" in wanted:
@@ -514,6 +524,8 @@ def reference_rows(ctx: EvalContext, names: tuple[str, ...] = tuple(ROWS)) -> di
         rows["real"] = ctx.sources
     if "tint" in wanted:
         rows["tint"] = tinted(ctx)
+    if not ctx.synthetic and "described" in wanted:
+        rows["described"] = ctx.crop(ctx.split.images[ctx.target_index])
     return rows
 
 
