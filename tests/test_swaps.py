@@ -249,6 +249,42 @@ def test_shaded_recolour_reaches_the_whole_shaded_surface_and_keeps_its_shading(
     assert moved["shaded"] > 0.95 and moved["flat"] < 0.6
 
 
+def test_shaded_recolour_moves_half_members_the_whole_way():
+    from sisgan.train.swaps import _FULL_MEMBER, _shift_lab, from_lab, membership, to_lab
+
+    red, blue = np.array([200.0, 40, 40]), np.array([50.0, 70, 200])
+    # Pixels at falling hue distances from red: members of it from 1 down to ~0.1.
+    lab_red = to_lab(red)
+    turns = np.radians([0.0, 10.0, 16.0, 28.0, 40.0])
+    ab = np.stack([np.cos(turns), np.sin(turns)], axis=1) * np.hypot(*lab_red[1:])
+    angle = np.arctan2(lab_red[2], lab_red[1])
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    lab = np.concatenate([np.full((5, 1), lab_red[0]), ab @ rot.T], axis=1).astype(np.float32)
+    image = np.clip(np.rint(from_lab(lab)), 0, 255).astype(np.uint8)[None]  # [1, 5, 3]
+    m = membership(to_lab(image), lab_red)[0]
+    assert m[0] > 0.95 and (np.diff(m) < 0).all() and m[2] >= _FULL_MEMBER > m[3] > 0
+    out = to_lab(recolour(image, np.ones((1, 5)), [(red, blue)], colours="shaded"))[0]
+    src = to_lab(image)[0]
+    whole = _shift_lab(src, lab_red, to_lab(blue))
+    moved = np.linalg.norm(out - src, axis=1) / np.linalg.norm(whole - src, axis=1)
+    assert np.allclose(moved[:3], 1.0, atol=0.05), moved  # half a member or more: the whole way
+    assert np.allclose(moved[3:], m[3:] / _FULL_MEMBER, atol=0.05), (moved, m)  # below: in proportion
+
+
+def test_shaded_recolour_to_a_grey_leaves_no_colour_in_the_shadows():
+    from sisgan.train.swaps import membership, to_lab
+
+    rng = np.random.default_rng(0)
+    red, white = np.array([200.0, 40, 40]), np.array([235.0, 235, 235])
+    image = _shaded_disc(tuple(red), _leaves(rng))
+    whole = membership(to_lab(image), to_lab(red)) >= 0.5  # the pixels that move the whole way
+    out = to_lab(recolour(image, np.ones(image.shape[:2], bool), [(red, white)], colours="shaded"))
+    chroma = np.hypot(out[..., 1], out[..., 2])[whole]
+    lab_in = to_lab(image)[whole]
+    assert whole.sum() > 50 and chroma.max() < 6, chroma.max()  # white in the light and in the shade
+    assert np.corrcoef(lab_in[:, 0], out[whole][:, 0])[0, 1] > 0.98, "the shading is kept"
+
+
 def test_shaded_grounding_finds_the_colours_of_shaded_parts_on_textured_backdrops():
     rng = np.random.default_rng(1)
     palette = {
