@@ -393,7 +393,7 @@ PHOTOS: dict[str, Any] = {
     "gan.output": "mask",
     "gan.ground_weight": 0.0,  # grounds the "paint" output's word attention, which the mask output has not
     "gan.part_weight": 0.0,  # measured on synth-birds' flat parts only, not yet on shaded photos
-    # A lighter hold on the matching half leaves the mask freer to open: colour rise 0.41 -> 0.43 at 6
+    # A lighter hold on the matching half leaves the mask freer to open: colour rise 0.35 (10) -> 0.43 at 6
     # epochs on Oxford-102 (1: 0.41; benchmarks/RESULTS.md, "What limits the colour rise").
     "gan.recon_weight": 3.0,
     # The schedule the photo runs were measured with (synth-birds' shorter one was tuned on synth-birds only).
