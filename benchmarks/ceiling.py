@@ -95,7 +95,7 @@ def main() -> None:
     without_pairs = GANConfig.from_dict(gan | {"swap_weight": 0.0, "ground_weight": 0.0, "part_weight": 0.0})
     data = supervised_data(load_gan_data(files, without_pairs), train, seed)
     text = TextModel.load(files.text_model)
-    if cfg.ground_weight or cfg.part_weight:
+    if cfg.reads_colour_classes:
         pairs = load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
         add_colour_words(data, pairs.colours, text.vocab.index)
     trainer = Trainer(cfg, data, seed=seed)

@@ -278,6 +278,11 @@ class GANConfig(Config):
         """Whether the generator reads the caption's token ids (gan.attention or gan.output: paint)."""
         return self.attention or self.output == "paint"
 
+    @property
+    def reads_colour_classes(self) -> bool:
+        """Whether a loss term reads the swap pairs' colour classes (gan.ground_weight, gan.part_weight)."""
+        return bool(self.ground_weight or self.part_weight)
+
     def __post_init__(self) -> None:
         self._require(
             self.image_size >= 16 and self.image_size % 16 == 0,

@@ -122,7 +122,7 @@ def _check(cfg: GANConfig, data: GanData, info: DistInfo) -> None:
         raise ConfigError("gan.attention and gan.output: paint need the captions' tokens and vocabulary.")
     if cfg.reads_words and cfg.swap_weight and data.swap_tokens is None:
         raise ConfigError("gan.attention and gan.output: paint need the swapped captions' tokens.")
-    if (cfg.ground_weight or cfg.part_weight) and (data.colour_rgb is None or data.word_class is None):
+    if cfg.reads_colour_classes and (data.colour_rgb is None or data.word_class is None):
         raise ConfigError(
             "gan.ground_weight and gan.part_weight need the swap pairs' colour classes; "
             "rerun `dvc repro edit_pairs`."
@@ -190,7 +190,7 @@ class Trainer:
     def _build_loss(self) -> None:
         cfg, data = self.cfg, self.data
         colours = None
-        if cfg.ground_weight or cfg.part_weight:
+        if cfg.reads_colour_classes:
             assert data.colour_rgb is not None and data.word_class is not None  # _check
             rgb = torch.as_tensor(data.colour_rgb, dtype=torch.float32, device=self.device) / 127.5 - 1
             colours = ColourWords(rgb, torch.as_tensor(data.word_class, device=self.device))

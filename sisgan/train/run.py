@@ -75,12 +75,11 @@ def load_gan_data(files: GanFiles, cfg: GANConfig, pairs: EditPairs | None = Non
     if cfg.swap_weight:
         pairs = pairs or load_pairs(files.pairs, train.image_ids, cfg.swap_variants, cfg.swap_colours)
         data.swap_images, data.swap_features = pairs.images, pairs.features
-    colours = cfg.ground_weight or cfg.part_weight
-    if cfg.reads_words or colours:
+    if cfg.reads_words or cfg.reads_colour_classes:
         text = TextModel.load(files.text_model)
     if cfg.reads_words:
         add_words(data, train.captions, pairs.captions if cfg.swap_weight and pairs else [], text)
-    if colours and pairs:
+    if cfg.reads_colour_classes and pairs:
         add_colour_words(data, pairs.colours, text.vocab.index)
     return data
 

@@ -348,23 +348,23 @@ def membership(lab: np.ndarray, colour_lab: np.ndarray) -> np.ndarray:
 def _shift_lab(lab: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
     """Pixels of colour `old` moved to `new`: lightness by the difference (shading kept); between two
     colourful colours the chroma plane rotates by the hue difference and scales by the chroma ratio (a
-    shadow keeps its relative chroma); to a grey one the deviation from old scales by the chroma ratio; from
-    a grey one it moves by the difference."""
+    shadow keeps its relative chroma); to a grey one it only scales; from a grey one it moves by the
+    difference."""
     out = lab.copy()
     out[..., 0] += new[0] - old[0]
     c_old, c_new = np.hypot(old[1], old[2]), np.hypot(new[1], new[2])
-    if c_old >= _GREY and c_new >= _GREY:
-        turn = np.arctan2(new[2], new[1]) - np.arctan2(old[2], old[1])
-        cos, sin = np.cos(turn) * c_new / c_old, np.sin(turn) * c_new / c_old
-        out[..., 1] = cos * lab[..., 1] - sin * lab[..., 2]
-        out[..., 2] = sin * lab[..., 1] + cos * lab[..., 2]
-    elif c_old >= _GREY:
-        # To a grey: the chroma plane keeps each pixel's deviation from old scaled by the chroma ratio, as
-        # between colourful ones. Adding new - old instead left a pale or shaded pixel of a red petal with its
-        # chroma deficit as the opposite hue: a petal turned to white came out cyan-grey in its shadows.
-        out[..., 1:] = new[1:] + (lab[..., 1:] - old[1:]) * (c_new / c_old)
-    else:
+    if c_old < _GREY:
         out[..., 1:] += new[1:] - old[1:]
+        return out
+    # From a colourful colour: each pixel's deviation from old in the chroma plane turns by the hue
+    # difference (none to a grey, which has no hue) and scales by the chroma ratio. To a grey, adding
+    # new - old instead left a pale or shaded pixel of a red petal with its chroma deficit as the opposite
+    # hue: a petal turned to white came out cyan-grey in its shadows.
+    turn = np.arctan2(new[2], new[1]) - np.arctan2(old[2], old[1]) if c_new >= _GREY else 0.0
+    cos, sin = np.cos(turn) * c_new / c_old, np.sin(turn) * c_new / c_old
+    d_a, d_b = lab[..., 1] - old[1], lab[..., 2] - old[2]
+    out[..., 1] = new[1] + cos * d_a - sin * d_b
+    out[..., 2] = new[2] + sin * d_a + cos * d_b
     return out
 
 
